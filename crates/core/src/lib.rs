@@ -1,0 +1,25 @@
+//! portcullis-core: everything about keys, tenants and access decisions that needs no I/O.
+//!
+//! - [`key`]: the key format (`{prefix}_{32 random base62}{6 base62 CRC32}`), generation and parsing.
+//! - [`hash`]: the server pepper and the keyed hash (HMAC-SHA256) that is the only form a key is stored in.
+//! - [`tenant`], [`scope`], [`ip`]: validated building blocks of a key record.
+//! - [`decision`]: the pure access decision (key record, request facts, now) → code.
+//! - [`request`]: validation of create / update input shared by the HTTP API and the CLI.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod decision;
+pub mod error;
+pub mod hash;
+pub mod ids;
+pub mod ip;
+pub mod key;
+pub mod limits;
+pub mod metadata;
+pub mod model;
+pub mod request;
+pub mod scope;
+pub mod tenant;
+
+pub use secrecy::{ExposeSecret, SecretString};
+pub use time::OffsetDateTime;

@@ -1,0 +1,428 @@
+//! Input of the admin API and the CLI, and its validation. Every struct rejects unknown fields.
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use time::{Duration, OffsetDateTime};
+
+use crate::{
+    error::{ValidationError, validate_name},
+    ids,
+    ip::IpAllowlist,
+    key, limits, metadata,
+    model::{AdminKey, ApiKey, Tenant},
+    scope,
+    tenant::{self, Environment, TenantId, TenantStatus},
+};
+
+/// A timestamp in RFC 3339 form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub OffsetDateTime);
+
+impl<'de> Deserialize<'de> for Rfc3339 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        time::serde::rfc3339::deserialize(d).map(Rfc3339)
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`) in PATCH bodies.
+fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Lifetime limits that apply on top of a tenant's own (from the server configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyPolicy {
+    pub max_live_lifetime_seconds: Option<i64>,
+    pub max_test_lifetime_seconds: Option<i64>,
+}
+
+impl KeyPolicy {
+    /// The effective maximum lifetime of a key of `env` in `tenant`: the smaller of both limits.
+    pub fn max_lifetime(&self, tenant: &Tenant, env: Environment) -> Option<i64> {
+        let config = match env {
+            Environment::Live => self.max_live_lifetime_seconds,
+            Environment::Test => self.max_test_lifetime_seconds,
+        };
+        match (config, tenant.max_key_lifetime_seconds) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn validate_lifetime(v: Option<i64>) -> Result<Option<i64>, ValidationError> {
+    match v {
+        Some(s) if !(60..=limits::MAX_LIFETIME_SECONDS).contains(&s) => {
+            Err(ValidationError::InvalidLifetime)
+        }
+        other => Ok(other),
+    }
+}
+
+fn validate_external_id(v: Option<String>) -> Result<Option<String>, ValidationError> {
+    match v {
+        Some(s)
+            if s.is_empty()
+                || s.chars().count() > limits::MAX_EXTERNAL_ID_LEN
+                || s.chars().any(char::is_control) =>
+        {
+            Err(ValidationError::InvalidExternalId)
+        }
+        other => Ok(other),
+    }
+}
+
+/// Checks an expiry against `now` and the maximum lifetime counted from `created_at`; fills in
+/// the maximum when none is given and a maximum applies.
+fn resolve_expiry(
+    requested: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+    now: OffsetDateTime,
+    max_lifetime: Option<i64>,
+) -> Result<Option<OffsetDateTime>, ValidationError> {
+    let limit = max_lifetime.map(|s| created_at + Duration::seconds(s));
+    match requested {
+        None => Ok(limit),
+        Some(t) if t <= now => Err(ValidationError::InvalidExpiry("must be in the future")),
+        Some(t) if limit.is_some_and(|l| t > l) => Err(ValidationError::InvalidExpiry(
+            "beyond the maximum key lifetime of this tenant",
+        )),
+        Some(t) if t > now + Duration::seconds(limits::MAX_LIFETIME_SECONDS) => {
+            Err(ValidationError::InvalidExpiry("more than 10 years ahead"))
+        }
+        Some(t) => Ok(Some(crate::clock::whole_seconds(t))),
+    }
+}
+
+/// `POST /v1/tenants`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    #[serde(default)]
+    pub max_key_lifetime_seconds: Option<i64>,
+}
+
+impl CreateTenant {
+    pub fn validate(self, now: OffsetDateTime) -> Result<Tenant, ValidationError> {
+        Ok(Tenant {
+            id: TenantId::parse(&self.id)?,
+            name: validate_name(&self.name)?,
+            status: TenantStatus::Active,
+            key_prefix: match self.key_prefix {
+                Some(p) => tenant::validate_key_prefix(&p)?,
+                None => key::DEFAULT_TENANT_PREFIX.to_owned(),
+            },
+            max_key_lifetime_seconds: validate_lifetime(self.max_key_lifetime_seconds)?,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}
+
+/// `PATCH /v1/tenants/{tenant}`. The key prefix cannot change (keys in use carry it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<TenantStatus>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_key_lifetime_seconds: Option<Option<i64>>,
+}
+
+impl UpdateTenant {
+    pub fn apply(self, t: &mut Tenant, now: OffsetDateTime) -> Result<(), ValidationError> {
+        if let Some(n) = self.name {
+            t.name = validate_name(&n)?;
+        }
+        if let Some(s) = self.status {
+            t.status = s;
+        }
+        if let Some(l) = self.max_key_lifetime_seconds {
+            t.max_key_lifetime_seconds = validate_lifetime(l)?;
+        }
+        t.updated_at = now;
+        Ok(())
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/keys`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    pub environment: Environment,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<Rfc3339>,
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// A key just created: the record, and its secret (to be shown once, then dropped).
+#[derive(Debug)]
+pub struct NewKey {
+    pub key: ApiKey,
+    pub secret: SecretString,
+}
+
+impl CreateKey {
+    /// Validates the input and generates the key's id and secret.
+    pub fn create(
+        self,
+        tenant: &Tenant,
+        policy: &KeyPolicy,
+        now: OffsetDateTime,
+    ) -> Result<NewKey, ValidationError> {
+        let name = validate_name(&self.name)?;
+        let scopes = scope::parse_scopes(&self.scopes)?;
+        let ip_allowlist = IpAllowlist::parse(&self.ip_allowlist)?;
+        let metadata = self.metadata.unwrap_or_default();
+        metadata::validate(&metadata)?;
+        let external_id = validate_external_id(self.external_id)?;
+        let expires_at = resolve_expiry(
+            self.expires_at.map(|t| t.0),
+            now,
+            now,
+            policy.max_lifetime(tenant, self.environment),
+        )?;
+        let secret = key::generate(&key::tenant_key_prefix(&tenant.key_prefix, self.environment));
+        let hint = key::hint(secret.expose_secret()).unwrap_or_default();
+        Ok(NewKey {
+            key: ApiKey {
+                id: ids::new_id("key"),
+                tenant_id: tenant.id.clone(),
+                environment: self.environment,
+                name,
+                scopes,
+                hint,
+                ip_allowlist,
+                metadata,
+                external_id,
+                created_at: now,
+                updated_at: now,
+                expires_at,
+                revoked_at: None,
+                last_used_at: None,
+            },
+            secret,
+        })
+    }
+}
+
+/// `PATCH /v1/tenants/{tenant}/keys/{key_id}`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub expires_at: Option<Option<Rfc3339>>,
+    #[serde(default)]
+    pub ip_allowlist: Option<Vec<String>>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub external_id: Option<Option<String>>,
+}
+
+impl UpdateKey {
+    pub fn apply(
+        self,
+        k: &mut ApiKey,
+        tenant: &Tenant,
+        policy: &KeyPolicy,
+        now: OffsetDateTime,
+    ) -> Result<(), ValidationError> {
+        if let Some(n) = self.name {
+            k.name = validate_name(&n)?;
+        }
+        if let Some(s) = self.scopes {
+            k.scopes = scope::parse_scopes(&s)?;
+        }
+        if let Some(e) = self.expires_at {
+            let max = policy.max_lifetime(tenant, k.environment);
+            if e.is_none() && max.is_some() {
+                return Err(ValidationError::InvalidExpiry(
+                    "a maximum key lifetime applies; the expiry cannot be removed",
+                ));
+            }
+            k.expires_at = resolve_expiry(e.map(|t| t.0), k.created_at, now, max)?;
+        }
+        if let Some(l) = self.ip_allowlist {
+            k.ip_allowlist = IpAllowlist::parse(&l)?;
+        }
+        if let Some(m) = self.metadata {
+            metadata::validate(&m)?;
+            k.metadata = m;
+        }
+        if let Some(x) = self.external_id {
+            k.external_id = validate_external_id(x)?;
+        }
+        k.updated_at = now;
+        Ok(())
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/keys/{key_id}/roll`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollKey {
+    #[serde(default)]
+    pub grace_seconds: Option<i64>,
+}
+
+impl RollKey {
+    /// When the old secret stops working (`now` for a grace of 0).
+    pub fn old_secret_expiry(&self, now: OffsetDateTime) -> Result<OffsetDateTime, ValidationError> {
+        let g = self.grace_seconds.unwrap_or(limits::DEFAULT_GRACE_SECONDS);
+        if !(0..=limits::MAX_GRACE_SECONDS).contains(&g) {
+            return Err(ValidationError::InvalidGracePeriod);
+        }
+        Ok(now + Duration::seconds(g))
+    }
+}
+
+/// A new secret for an existing key, with its hint.
+pub fn roll_secret(tenant: &Tenant, key: &ApiKey) -> (SecretString, String) {
+    let secret = key::generate(&key::tenant_key_prefix(&tenant.key_prefix, key.environment));
+    let hint = key::hint(secret.expose_secret()).unwrap_or_default();
+    (secret, hint)
+}
+
+/// Creation of an admin key (CLI only).
+#[derive(Debug, Clone)]
+pub struct CreateAdminKey {
+    pub name: String,
+    pub tenant_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// An admin key just created, and its secret.
+#[derive(Debug)]
+pub struct NewAdminKey {
+    pub key: AdminKey,
+    pub secret: SecretString,
+}
+
+impl CreateAdminKey {
+    pub fn create(self, now: OffsetDateTime) -> Result<NewAdminKey, ValidationError> {
+        let scopes = if self.scopes.is_empty() {
+            scope::parse_admin_scopes(scope::ADMIN_SCOPES)?
+        } else {
+            scope::parse_admin_scopes(&self.scopes)?
+        };
+        let secret = key::generate(key::ADMIN_PREFIX);
+        let hint = key::hint(secret.expose_secret()).unwrap_or_default();
+        Ok(NewAdminKey {
+            key: AdminKey {
+                id: ids::new_id("adm"),
+                name: validate_name(&self.name)?,
+                tenant_id: self.tenant_id.as_deref().map(TenantId::parse).transpose()?,
+                scopes,
+                hint,
+                created_at: now,
+                revoked_at: None,
+                last_used_at: None,
+            },
+            secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn tenant(max: Option<i64>) -> Tenant {
+        CreateTenant {
+            id: "acme".into(),
+            name: "Acme".into(),
+            key_prefix: Some("acme".into()),
+            max_key_lifetime_seconds: max,
+        }
+        .validate(datetime!(2026-01-01 00:00 UTC))
+        .expect("valid")
+    }
+
+    fn create(json: &str) -> Result<CreateKey, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn create_key_defaults_to_no_scopes_and_tenant_prefix() {
+        let now = datetime!(2026-01-02 00:00 UTC);
+        let k = create(r#"{"name":"ci","environment":"test"}"#)
+            .expect("json")
+            .create(&tenant(None), &KeyPolicy::default(), now)
+            .expect("valid");
+        assert!(k.key.scopes.is_empty());
+        assert!(k.secret.expose_secret().starts_with("acme_test_"));
+        assert_eq!(k.key.expires_at, None);
+        assert!(k.key.hint.starts_with("acme_test_…"));
+    }
+
+    #[test]
+    fn unknown_fields_rejected() {
+        assert!(create(r#"{"name":"x","environment":"live","admin":true}"#).is_err());
+        assert!(create(r#"{"name":"x","environment":"prod"}"#).is_err());
+    }
+
+    #[test]
+    fn expiry_rules() {
+        let now = datetime!(2026-01-02 00:00 UTC);
+        let t = tenant(Some(90 * 86_400));
+        let p = KeyPolicy::default();
+        let past = create(r#"{"name":"x","environment":"live","expires_at":"2025-01-01T00:00:00Z"}"#)
+            .expect("json");
+        assert_eq!(past.create(&t, &p, now).err().map(|e| e.code()), Some("invalid_expiry"));
+        let far = create(r#"{"name":"x","environment":"live","expires_at":"2027-01-01T00:00:00Z"}"#)
+            .expect("json");
+        assert_eq!(far.create(&t, &p, now).err().map(|e| e.code()), Some("invalid_expiry"));
+        let dflt = create(r#"{"name":"x","environment":"live"}"#).expect("json");
+        let k = dflt.create(&t, &p, now).expect("valid");
+        assert_eq!(k.key.expires_at, Some(now + Duration::days(90)));
+        // The config can be stricter than the tenant.
+        let strict = KeyPolicy { max_live_lifetime_seconds: Some(86_400), ..Default::default() };
+        assert_eq!(strict.max_lifetime(&t, Environment::Live), Some(86_400));
+        assert_eq!(strict.max_lifetime(&t, Environment::Test), Some(90 * 86_400));
+        // Removing an expiry under a maximum lifetime is refused.
+        let mut key = k.key;
+        let patch: UpdateKey = serde_json::from_str(r#"{"expires_at":null}"#).expect("json");
+        assert!(patch.apply(&mut key, &t, &p, now).is_err());
+    }
+
+    #[test]
+    fn grace_bounds() {
+        let now = datetime!(2026-01-02 00:00 UTC);
+        let r = |g: i64| RollKey { grace_seconds: Some(g) }.old_secret_expiry(now);
+        assert_eq!(r(0), Ok(now));
+        assert_eq!(r(limits::MAX_GRACE_SECONDS), Ok(now + Duration::days(7)));
+        assert!(r(-1).is_err());
+        assert!(r(limits::MAX_GRACE_SECONDS + 1).is_err());
+        assert_eq!(RollKey::default().old_secret_expiry(now), Ok(now + Duration::days(1)));
+    }
+
+    #[test]
+    fn patch_distinguishes_null_from_absent() {
+        let p: UpdateKey = serde_json::from_str(r#"{"external_id":null}"#).expect("json");
+        assert_eq!(p.external_id, Some(None));
+        let p: UpdateKey = serde_json::from_str(r#"{}"#).expect("json");
+        assert_eq!(p.external_id, None);
+    }
+}
