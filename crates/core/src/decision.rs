@@ -96,8 +96,7 @@ pub fn decide(
     if key.revoked_at.is_some_and(|r| r <= now) {
         return DecisionCode::Revoked;
     }
-    if key.expires_at.is_some_and(|e| e <= now) || s.secret_expires_at.is_some_and(|e| e <= now)
-    {
+    if key.expires_at.is_some_and(|e| e <= now) || s.secret_expires_at.is_some_and(|e| e <= now) {
         return DecisionCode::Expired;
     }
     if s.tenant_status != TenantStatus::Active {
@@ -155,11 +154,20 @@ mod tests {
         let clock = ManualClock::new(datetime!(2026-01-01 00:00 UTC));
         let k = key();
         let req = Requirements::default();
-        assert_eq!(decide(Some(subj(&k)), &req, clock.now()), DecisionCode::Valid);
+        assert_eq!(
+            decide(Some(subj(&k)), &req, clock.now()),
+            DecisionCode::Valid
+        );
         clock.advance(Duration::days(30) - Duration::seconds(1));
-        assert_eq!(decide(Some(subj(&k)), &req, clock.now()), DecisionCode::Valid);
+        assert_eq!(
+            decide(Some(subj(&k)), &req, clock.now()),
+            DecisionCode::Valid
+        );
         clock.advance(Duration::seconds(1));
-        assert_eq!(decide(Some(subj(&k)), &req, clock.now()), DecisionCode::Expired);
+        assert_eq!(
+            decide(Some(subj(&k)), &req, clock.now()),
+            DecisionCode::Expired
+        );
     }
 
     #[test]
@@ -177,7 +185,10 @@ mod tests {
         clock.advance(Duration::seconds(1));
         assert_eq!(decide(Some(old), &req, clock.now()), DecisionCode::Expired);
         // The new secret is unaffected.
-        assert_eq!(decide(Some(subj(&k)), &req, clock.now()), DecisionCode::Valid);
+        assert_eq!(
+            decide(Some(subj(&k)), &req, clock.now()),
+            DecisionCode::Valid
+        );
     }
 
     #[test]
@@ -190,30 +201,66 @@ mod tests {
         let need_more = crate::scope::parse_scopes(&["customers:write"]).expect("valid");
         let d = |k: &ApiKey, r: &Requirements<'_>| decide(Some(subj(k)), r, now);
 
-        assert_eq!(decide(None, &Requirements::default(), now), DecisionCode::NotFound);
-        let r = Requirements { tenant: Some(&other), ..Default::default() };
+        assert_eq!(
+            decide(None, &Requirements::default(), now),
+            DecisionCode::NotFound
+        );
+        let r = Requirements {
+            tenant: Some(&other),
+            ..Default::default()
+        };
         assert_eq!(d(&k, &r), DecisionCode::TenantMismatch);
-        let r = Requirements { tenant: Some(&acme), environment: Some(Environment::Test), ..Default::default() };
+        let r = Requirements {
+            tenant: Some(&acme),
+            environment: Some(Environment::Test),
+            ..Default::default()
+        };
         assert_eq!(d(&k, &r), DecisionCode::EnvironmentMismatch);
-        let r = Requirements { scopes: &need, environment: Some(Environment::Live), ..Default::default() };
+        let r = Requirements {
+            scopes: &need,
+            environment: Some(Environment::Live),
+            ..Default::default()
+        };
         assert_eq!(d(&k, &r), DecisionCode::Valid);
-        let r = Requirements { scopes: &need_more, ..Default::default() };
+        let r = Requirements {
+            scopes: &need_more,
+            ..Default::default()
+        };
         assert_eq!(d(&k, &r), DecisionCode::InsufficientScope);
 
         k.ip_allowlist = IpAllowlist::parse(&["10.0.0.0/8"]).expect("valid");
-        let inside = Requirements { ip: Some("10.1.1.1".parse().expect("ip")), ..Default::default() };
-        let outside = Requirements { ip: Some("11.1.1.1".parse().expect("ip")), ..Default::default() };
+        let inside = Requirements {
+            ip: Some("10.1.1.1".parse().expect("ip")),
+            ..Default::default()
+        };
+        let outside = Requirements {
+            ip: Some("11.1.1.1".parse().expect("ip")),
+            ..Default::default()
+        };
         assert_eq!(d(&k, &inside), DecisionCode::Valid);
         assert_eq!(d(&k, &outside), DecisionCode::IpNotAllowed);
-        assert_eq!(d(&k, &Requirements::default()), DecisionCode::IpNotAllowed, "unknown ip fails closed");
+        assert_eq!(
+            d(&k, &Requirements::default()),
+            DecisionCode::IpNotAllowed,
+            "unknown ip fails closed"
+        );
 
-        let suspended = Subject { tenant_status: TenantStatus::Suspended, ..subj(&k) };
-        assert_eq!(decide(Some(suspended), &inside, now), DecisionCode::TenantSuspended);
+        let suspended = Subject {
+            tenant_status: TenantStatus::Suspended,
+            ..subj(&k)
+        };
+        assert_eq!(
+            decide(Some(suspended), &inside, now),
+            DecisionCode::TenantSuspended
+        );
 
         k.revoked_at = Some(now);
         assert_eq!(d(&k, &inside), DecisionCode::Revoked);
         // Tenant mismatch is reported before anything else about a foreign key.
-        let r = Requirements { tenant: Some(&other), ..Default::default() };
+        let r = Requirements {
+            tenant: Some(&other),
+            ..Default::default()
+        };
         assert_eq!(d(&k, &r), DecisionCode::TenantMismatch);
     }
 
@@ -228,7 +275,10 @@ mod tests {
             (Environment::Test, Environment::Test, true),
         ] {
             k.environment = key_env;
-            let r = Requirements { environment: Some(want_env), ..Default::default() };
+            let r = Requirements {
+                environment: Some(want_env),
+                ..Default::default()
+            };
             assert_eq!(decide(Some(subj(&k)), &r, now).is_valid(), ok);
         }
     }

@@ -17,9 +17,15 @@ pub enum ValidationError {
     InvalidCidr { index: usize },
     #[error("too many ip_allowlist entries (at most {})", limits::MAX_CIDRS)]
     TooManyCidrs,
-    #[error("name must be 1 to {} characters without control characters", limits::MAX_NAME_LEN)]
+    #[error(
+        "name must be 1 to {} characters without control characters",
+        limits::MAX_NAME_LEN
+    )]
     InvalidName,
-    #[error("external_id must be 1 to {} printable characters", limits::MAX_EXTERNAL_ID_LEN)]
+    #[error(
+        "external_id must be 1 to {} printable characters",
+        limits::MAX_EXTERNAL_ID_LEN
+    )]
     InvalidExternalId,
     #[error("metadata: {0}")]
     InvalidMetadata(&'static str),
@@ -27,7 +33,10 @@ pub enum ValidationError {
     InvalidExpiry(&'static str),
     #[error("grace_seconds must be between 0 and {}", limits::MAX_GRACE_SECONDS)]
     InvalidGracePeriod,
-    #[error("max_key_lifetime_seconds must be between 60 and {}", limits::MAX_LIFETIME_SECONDS)]
+    #[error(
+        "max_key_lifetime_seconds must be between 60 and {}",
+        limits::MAX_LIFETIME_SECONDS
+    )]
     InvalidLifetime,
     #[error("admin scope #{index} is not a known admin scope")]
     InvalidAdminScope { index: usize },

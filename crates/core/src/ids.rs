@@ -2,14 +2,21 @@
 
 /// A new id, e.g. `key_01jf…`.
 pub fn new_id(kind: &str) -> String {
-    format!("{kind}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+    format!(
+        "{kind}_{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
 }
 
 /// Is `s` a well-formed id of `kind`? Used to reject malformed path parameters early.
 pub fn is_id(kind: &str, s: &str) -> bool {
     s.strip_prefix(kind)
         .and_then(|r| r.strip_prefix('_'))
-        .is_some_and(|u| u.len() == 26 && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        .is_some_and(|u| {
+            u.len() == 26
+                && u.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 #[cfg(test)]

@@ -86,7 +86,10 @@ mod tests {
         assert!(!l.allows(ip("192.168.1.8")));
         assert!(l.allows(ip("2001:db8:1::5")));
         assert!(!l.allows(ip("2001:db9::1")));
-        assert!(l.allows(ip("::ffff:10.1.1.1")), "v4-mapped v6 checked as v4");
+        assert!(
+            l.allows(ip("::ffff:10.1.1.1")),
+            "v4-mapped v6 checked as v4"
+        );
         assert!(IpAllowlist::default().allows(ip("1.2.3.4")));
     }
 
@@ -102,8 +105,13 @@ mod tests {
             IpAllowlist::parse(&["example.com"]),
             Err(ValidationError::InvalidCidr { index: 0 })
         );
-        let many: Vec<String> = (0..=limits::MAX_CIDRS).map(|i| format!("10.0.{i}.0/24")).collect();
-        assert_eq!(IpAllowlist::parse(&many), Err(ValidationError::TooManyCidrs));
+        let many: Vec<String> = (0..=limits::MAX_CIDRS)
+            .map(|i| format!("10.0.{i}.0/24"))
+            .collect();
+        assert_eq!(
+            IpAllowlist::parse(&many),
+            Err(ValidationError::TooManyCidrs)
+        );
     }
 
     proptest! {

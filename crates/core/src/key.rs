@@ -201,8 +201,14 @@ mod tests {
         let k = generate("sk_live");
         let s = k.expose_secret();
         assert_eq!(parse(&s.replace('_', "-")), Err(KeyFormatError::Prefix));
-        assert_eq!(parse(&s.replace("sk_live", "SK_live")), Err(KeyFormatError::Prefix));
-        assert_eq!(parse(&s.replace("sk_live", "sk_prod")), Err(KeyFormatError::Checksum));
+        assert_eq!(
+            parse(&s.replace("sk_live", "SK_live")),
+            Err(KeyFormatError::Prefix)
+        );
+        assert_eq!(
+            parse(&s.replace("sk_live", "sk_prod")),
+            Err(KeyFormatError::Checksum)
+        );
         // A valid checksum over a prefix that names no environment is still not a key.
         let odd = generate("sk_prod");
         assert_eq!(parse(odd.expose_secret()), Err(KeyFormatError::Prefix));

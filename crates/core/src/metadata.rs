@@ -12,12 +12,19 @@ pub fn validate(meta: &Map<String, Value>) -> Result<(), ValidationError> {
         .keys()
         .any(|k| k.is_empty() || k.len() > limits::MAX_METADATA_KEY_LEN)
     {
-        return Err(ValidationError::InvalidMetadata("field names must be 1 to 64 bytes"));
+        return Err(ValidationError::InvalidMetadata(
+            "field names must be 1 to 64 bytes",
+        ));
     }
-    if meta.values().any(|v| depth(v) + 1 > limits::MAX_METADATA_DEPTH) {
+    if meta
+        .values()
+        .any(|v| depth(v) + 1 > limits::MAX_METADATA_DEPTH)
+    {
         return Err(ValidationError::InvalidMetadata("nested too deeply"));
     }
-    let size = serde_json::to_vec(meta).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(meta)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits::MAX_METADATA_BYTES {
         return Err(ValidationError::InvalidMetadata("larger than 4096 bytes"));
     }

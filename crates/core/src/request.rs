@@ -198,7 +198,10 @@ impl CreateKey {
             now,
             policy.max_lifetime(tenant, self.environment),
         )?;
-        let secret = key::generate(&key::tenant_key_prefix(&tenant.key_prefix, self.environment));
+        let secret = key::generate(&key::tenant_key_prefix(
+            &tenant.key_prefix,
+            self.environment,
+        ));
         let hint = key::hint(secret.expose_secret()).unwrap_or_default();
         Ok(NewKey {
             key: ApiKey {
@@ -288,7 +291,10 @@ pub struct RollKey {
 
 impl RollKey {
     /// When the old secret stops working (`now` for a grace of 0).
-    pub fn old_secret_expiry(&self, now: OffsetDateTime) -> Result<OffsetDateTime, ValidationError> {
+    pub fn old_secret_expiry(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<OffsetDateTime, ValidationError> {
         let g = self.grace_seconds.unwrap_or(limits::DEFAULT_GRACE_SECONDS);
         if !(0..=limits::MAX_GRACE_SECONDS).contains(&g) {
             return Err(ValidationError::InvalidGracePeriod);
@@ -388,19 +394,33 @@ mod tests {
         let now = datetime!(2026-01-02 00:00 UTC);
         let t = tenant(Some(90 * 86_400));
         let p = KeyPolicy::default();
-        let past = create(r#"{"name":"x","environment":"live","expires_at":"2025-01-01T00:00:00Z"}"#)
-            .expect("json");
-        assert_eq!(past.create(&t, &p, now).err().map(|e| e.code()), Some("invalid_expiry"));
-        let far = create(r#"{"name":"x","environment":"live","expires_at":"2027-01-01T00:00:00Z"}"#)
-            .expect("json");
-        assert_eq!(far.create(&t, &p, now).err().map(|e| e.code()), Some("invalid_expiry"));
+        let past =
+            create(r#"{"name":"x","environment":"live","expires_at":"2025-01-01T00:00:00Z"}"#)
+                .expect("json");
+        assert_eq!(
+            past.create(&t, &p, now).err().map(|e| e.code()),
+            Some("invalid_expiry")
+        );
+        let far =
+            create(r#"{"name":"x","environment":"live","expires_at":"2027-01-01T00:00:00Z"}"#)
+                .expect("json");
+        assert_eq!(
+            far.create(&t, &p, now).err().map(|e| e.code()),
+            Some("invalid_expiry")
+        );
         let dflt = create(r#"{"name":"x","environment":"live"}"#).expect("json");
         let k = dflt.create(&t, &p, now).expect("valid");
         assert_eq!(k.key.expires_at, Some(now + Duration::days(90)));
         // The config can be stricter than the tenant.
-        let strict = KeyPolicy { max_live_lifetime_seconds: Some(86_400), ..Default::default() };
+        let strict = KeyPolicy {
+            max_live_lifetime_seconds: Some(86_400),
+            ..Default::default()
+        };
         assert_eq!(strict.max_lifetime(&t, Environment::Live), Some(86_400));
-        assert_eq!(strict.max_lifetime(&t, Environment::Test), Some(90 * 86_400));
+        assert_eq!(
+            strict.max_lifetime(&t, Environment::Test),
+            Some(90 * 86_400)
+        );
         // Removing an expiry under a maximum lifetime is refused.
         let mut key = k.key;
         let patch: UpdateKey = serde_json::from_str(r#"{"expires_at":null}"#).expect("json");
@@ -410,12 +430,20 @@ mod tests {
     #[test]
     fn grace_bounds() {
         let now = datetime!(2026-01-02 00:00 UTC);
-        let r = |g: i64| RollKey { grace_seconds: Some(g) }.old_secret_expiry(now);
+        let r = |g: i64| {
+            RollKey {
+                grace_seconds: Some(g),
+            }
+            .old_secret_expiry(now)
+        };
         assert_eq!(r(0), Ok(now));
         assert_eq!(r(limits::MAX_GRACE_SECONDS), Ok(now + Duration::days(7)));
         assert!(r(-1).is_err());
         assert!(r(limits::MAX_GRACE_SECONDS + 1).is_err());
-        assert_eq!(RollKey::default().old_secret_expiry(now), Ok(now + Duration::days(1)));
+        assert_eq!(
+            RollKey::default().old_secret_expiry(now),
+            Ok(now + Duration::days(1))
+        );
     }
 
     #[test]

@@ -130,7 +130,16 @@ mod tests {
 
     #[test]
     fn parsing() {
-        for bad in ["", "invoices", ":read", "invoices:", "a:b:c", "A:b", "a b:c", "**:x"] {
+        for bad in [
+            "",
+            "invoices",
+            ":read",
+            "invoices:",
+            "a:b:c",
+            "A:b",
+            "a b:c",
+            "**:x",
+        ] {
             assert!(Scope::parse(bad).is_none(), "{bad}");
         }
         assert_eq!(
@@ -141,7 +150,9 @@ mod tests {
             parse_scopes(&["a:b", "nope"]),
             Err(ValidationError::InvalidScope { index: 1 })
         );
-        let many: Vec<String> = (0..=limits::MAX_SCOPES).map(|i| format!("r{i}:read")).collect();
+        let many: Vec<String> = (0..=limits::MAX_SCOPES)
+            .map(|i| format!("r{i}:read"))
+            .collect();
         assert_eq!(parse_scopes(&many), Err(ValidationError::TooManyScopes));
     }
 

@@ -94,7 +94,8 @@ pub fn validate_key_prefix(p: &str) -> Result<String, ValidationError> {
     let b = p.as_bytes();
     let ok = (2..=16).contains(&b.len())
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && p != "pc";
     if ok {
         Ok(p.to_owned())
@@ -112,8 +113,21 @@ mod tests {
         for ok in ["acme", "a-1", "abc", &"x".repeat(40)] {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "Acme", "a_b", "a b", "", &"x".repeat(41), "ac/me", "açme"] {
-            assert_eq!(TenantId::parse(bad), Err(ValidationError::InvalidTenantId), "{bad}");
+        for bad in [
+            "ab",
+            "Acme",
+            "a_b",
+            "a b",
+            "",
+            &"x".repeat(41),
+            "ac/me",
+            "açme",
+        ] {
+            assert_eq!(
+                TenantId::parse(bad),
+                Err(ValidationError::InvalidTenantId),
+                "{bad}"
+            );
         }
     }
 

@@ -1,1 +1,25 @@
+//! portcullis-server: the HTTP server (admin API, verify API, health, metrics).
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod datadir;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod keys;
+pub mod metrics;
+pub mod ops;
+pub mod page;
+pub mod request_id;
+pub mod serve;
+pub mod state;
+pub mod tenants;
+pub mod usage;
+pub mod verify;
+
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,482 @@
+//! `portcullis`: run the server, or operate directly on a data directory (bootstrap and
+//! recovery), like `vault operator`. Created secrets are printed once to stdout, never logged.
+#![forbid(unsafe_code)]
+
+mod output;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis_core::{
+    ExposeSecret,
+    clock::{Clock, SystemClock},
+    ids,
+    request::{CreateAdminKey, CreateKey, CreateTenant, Rfc3339, RollKey},
+    tenant::{Environment, TenantId},
+};
+use portcullis_server::{
+    AppState, Config, datadir,
+    error::ApiError,
+    ops::{self, Ctx},
+    serve,
+};
+use portcullis_store::{KeyFilter, PageRequest, Store};
+use serde_json::json;
+
+use crate::output::Output;
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "API-key security gateway")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the configuration).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Output format of operator commands.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (creates the data directory, the pepper and a root admin key on first start).
+    Serve {
+        /// Address to listen on (overrides the configuration).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Admin keys (global, or bound to one tenant).
+    #[command(subcommand)]
+    AdminKey(AdminKeyCmd),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// API keys of a tenant.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminKeyCmd {
+    /// Create an admin key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Bind the key to one tenant (default: global).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Admin scopes (comma-separated or repeated); default: all admin scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// List admin keys.
+    List,
+    /// Revoke an admin key.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Key prefix (keys look like `{prefix}_live_…`); default `sk`.
+        #[arg(long)]
+        key_prefix: Option<String>,
+        /// Maximum lifetime of the tenant's keys, in seconds.
+        #[arg(long)]
+        max_key_lifetime_seconds: Option<i64>,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_env)]
+        environment: Environment,
+        /// Scopes (comma-separated or repeated), e.g. invoices:read. Default: none.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Expiry (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Allowed client addresses / CIDRs (comma-separated or repeated).
+        #[arg(long = "ip", value_delimiter = ',')]
+        ip_allowlist: Vec<String>,
+        /// The vendor's id of the customer.
+        #[arg(long)]
+        external_id: Option<String>,
+    },
+    /// List a tenant's keys.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_parser = parse_env)]
+        environment: Option<Environment>,
+        /// Only revoked (true) or only unrevoked (false) keys.
+        #[arg(long)]
+        revoked: Option<bool>,
+    },
+    /// Show one key.
+    Show {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Give a key a new secret; the old one keeps working for the grace period.
+    Roll {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        /// Seconds the old secret keeps working (0 to 604800; default 86400).
+        #[arg(long)]
+        grace_seconds: Option<i64>,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+fn parse_env(s: &str) -> Result<Environment, String> {
+    Environment::parse(s).ok_or_else(|| "environment must be live or test".to_owned())
+}
+
+#[derive(Debug)]
+enum Failure {
+    Usage(String),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<portcullis_store::StoreError> for Failure {
+    fn from(e: portcullis_store::StoreError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Api(e)) => {
+            eprintln!("error: {}: {}", e.code, e.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(g: &Global) -> Result<Config, Failure> {
+    let mut config =
+        Config::load(g.config.as_deref()).map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(d) = &g.data_dir {
+        config.data_dir = d.clone();
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let mut config = load_config(&cli.global)?;
+    let out = Output::new(cli.global.output == Format::Json);
+    if let Command::Serve { listen } = cli.command {
+        if let Some(l) = listen {
+            config.listen = l;
+        }
+        config
+            .validate()
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        return serve_command(config).await;
+    }
+    // Operator commands log only warnings, to stderr.
+    serve::init_logging("text", "warn");
+    let dir = datadir::open(&config)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let clock = SystemClock;
+    let policy = config.key_policy();
+    let ctx = Ctx {
+        store: dir.store.as_ref(),
+        pepper: &dir.pepper,
+        policy: &policy,
+        now: clock.now(),
+        cache: None,
+    };
+    match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
+        Command::AdminKey(cmd) => admin_key(ctx, &out, cmd).await,
+        Command::Tenant(cmd) => tenant(ctx, &out, cmd).await,
+        Command::Key(cmd) => key(ctx, &out, cmd).await,
+    }
+}
+
+async fn serve_command(config: Config) -> Result<(), Failure> {
+    serve::init_logging(&config.log.format, &config.log.level);
+    let dir = datadir::open(&config)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if let Some(root) = datadir::ensure_root_admin(dir.store.as_ref(), &dir.pepper, clock.as_ref())
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?
+    {
+        output::print_root_key(&root.key.id, root.secret.expose_secret(), &config.data_dir);
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "portcullis listening");
+    let store: Arc<dyn Store> = dir.store;
+    let state = AppState::new(&config, store, dir.pepper, clock);
+    serve::serve(listener, state, serve::shutdown_signal())
+        .await
+        .map_err(|e| Failure::Usage(format!("server error: {e}")))
+}
+
+fn tenant_id(s: &str) -> Result<TenantId, Failure> {
+    TenantId::parse(s).map_err(|e| Failure::Api(e.into()))
+}
+
+fn key_id(s: &str) -> Result<&str, Failure> {
+    if ids::is_id("key", s) {
+        Ok(s)
+    } else {
+        Err(Failure::Api(ApiError::not_found()))
+    }
+}
+
+async fn admin_key(ctx: Ctx<'_>, out: &Output, cmd: AdminKeyCmd) -> Result<(), Failure> {
+    match cmd {
+        AdminKeyCmd::Create {
+            name,
+            tenant,
+            scopes,
+        } => {
+            if let Some(t) = &tenant {
+                ops::load_tenant(ctx.store, &tenant_id(t)?).await?;
+            }
+            let new = CreateAdminKey {
+                name,
+                tenant_id: tenant,
+                scopes,
+            }
+            .create(ctx.now)
+            .map_err(|e| Failure::Api(e.into()))?;
+            ctx.store
+                .create_admin_key(&new.key, &ctx.pepper.hash(new.secret.expose_secret()))
+                .await?;
+            out.created(
+                json!({"admin_key": new.key, "secret": new.secret.expose_secret()}),
+                new.secret.expose_secret(),
+            );
+        }
+        AdminKeyCmd::List => out.list(
+            &ctx.store.list_admin_keys().await?,
+            &["id", "name", "tenant_id", "scopes", "hint", "revoked_at"],
+        ),
+        AdminKeyCmd::Revoke { id } => out.one(&ctx.store.revoke_admin_key(&id, ctx.now).await?),
+    }
+    Ok(())
+}
+
+async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failure> {
+    match cmd {
+        TenantCmd::Create {
+            id,
+            name,
+            key_prefix,
+            max_key_lifetime_seconds,
+        } => {
+            let t = ops::create_tenant(
+                ctx,
+                CreateTenant {
+                    id,
+                    name,
+                    key_prefix,
+                    max_key_lifetime_seconds,
+                },
+            )
+            .await?;
+            out.one(&t);
+        }
+        TenantCmd::List => {
+            let mut all = Vec::new();
+            let mut page = PageRequest {
+                after: None,
+                limit: 100,
+            };
+            loop {
+                let p = ctx.store.list_tenants(&page).await?;
+                all.extend(p.items);
+                match p.next_cursor {
+                    Some(c) => page.after = Some(c),
+                    None => break,
+                }
+            }
+            out.list(
+                &all,
+                &[
+                    "id",
+                    "name",
+                    "status",
+                    "key_prefix",
+                    "max_key_lifetime_seconds",
+                ],
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), Failure> {
+    match cmd {
+        KeyCmd::Create {
+            tenant,
+            name,
+            environment,
+            scopes,
+            expires_at,
+            ip_allowlist,
+            external_id,
+        } => {
+            let expires_at = expires_at
+                .map(|s| {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .map(Rfc3339)
+                        .map_err(|_| Failure::Usage("--expires-at must be an RFC 3339 time".into()))
+                })
+                .transpose()?;
+            let input = CreateKey {
+                name,
+                environment,
+                scopes,
+                expires_at,
+                ip_allowlist,
+                metadata: None,
+                external_id,
+            };
+            let new = ops::create_key(ctx, &tenant_id(&tenant)?, input).await?;
+            out.created(
+                json!({"key": new.key, "secret": new.secret.expose_secret()}),
+                new.secret.expose_secret(),
+            );
+        }
+        KeyCmd::List {
+            tenant,
+            environment,
+            revoked,
+        } => {
+            let t = tenant_id(&tenant)?;
+            ops::load_tenant(ctx.store, &t).await?;
+            let filter = KeyFilter {
+                environment,
+                revoked,
+                external_id: None,
+            };
+            let mut all = Vec::new();
+            let mut page = PageRequest {
+                after: None,
+                limit: 100,
+            };
+            loop {
+                let p = ctx.store.list_keys(&t, &filter, &page).await?;
+                all.extend(p.items);
+                match p.next_cursor {
+                    Some(c) => page.after = Some(c),
+                    None => break,
+                }
+            }
+            out.list(
+                &all,
+                &[
+                    "id",
+                    "name",
+                    "environment",
+                    "hint",
+                    "scopes",
+                    "expires_at",
+                    "revoked_at",
+                    "last_used_at",
+                ],
+            );
+        }
+        KeyCmd::Show { tenant, id } => {
+            let k = ctx
+                .store
+                .get_key(&tenant_id(&tenant)?, key_id(&id)?)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            out.one(&k);
+        }
+        KeyCmd::Roll {
+            tenant,
+            id,
+            grace_seconds,
+        } => {
+            let r = ops::roll_key(
+                ctx,
+                &tenant_id(&tenant)?,
+                key_id(&id)?,
+                RollKey { grace_seconds },
+            )
+            .await?;
+            out.created(
+                json!({"key": r.key, "secret": r.secret.expose_secret(), "previous_secret_expires_at": r.previous_secret_expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()}),
+                r.secret.expose_secret(),
+            );
+        }
+        KeyCmd::Revoke { tenant, id } => {
+            out.one(&ops::revoke_key(ctx, &tenant_id(&tenant)?, key_id(&id)?).await?);
+        }
+    }
+    Ok(())
+}

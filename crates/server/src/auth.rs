@@ -1,0 +1,346 @@
+//! Credentials: extraction from headers, resolution through the cache, and the admin extractor.
+//!
+//! A key is accepted only as `Authorization: Bearer …` or `X-API-Key: …`, with an optional
+//! `X-Tenant-Id`. Unknown, malformed, revoked and expired keys all get the same 401
+//! `invalid_api_key`; the precise reason goes to the log (with the key's non-secret hint).
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, Request},
+    http::{HeaderMap, HeaderName, StatusCode, header::AUTHORIZATION, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use portcullis_core::{
+    ExposeSecret, SecretString,
+    key::{self, KeyKind},
+    model::AdminKey,
+    scope::Scope,
+    tenant::TenantId,
+};
+
+use crate::{
+    cache::{CachedKey, Entry},
+    error::ApiError,
+    metrics::{CodeLabel, ResultLabel},
+    state::AppState,
+};
+
+pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+
+/// Reads the credential from `Authorization: Bearer` or `X-API-Key`.
+pub fn credential(headers: &HeaderMap) -> Result<SecretString, ApiError> {
+    let one = |name: &HeaderName| -> Result<Option<&str>, ApiError> {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(
+                "ambiguous_credential",
+                "send one credential header, once",
+            ));
+        }
+        Ok(first.map(|v| v.to_str().unwrap_or("")))
+    };
+    let bearer = match one(&AUTHORIZATION)? {
+        None => None,
+        Some(v) => {
+            let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing_credential",
+                    "use Authorization: Bearer <key> or X-API-Key: <key>",
+                ));
+            }
+            Some(token.trim())
+        }
+    };
+    let x_key = one(&X_API_KEY)?.map(str::trim);
+    match (bearer, x_key) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::bad_request(
+            "ambiguous_credential",
+            "Authorization and X-API-Key hold different keys",
+        )),
+        (Some(k), _) | (None, Some(k)) if !k.is_empty() => Ok(SecretString::from(k.to_owned())),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_credential",
+            "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
+        )),
+    }
+}
+
+/// Reads the optional `X-Tenant-Id`.
+pub fn tenant_header(headers: &HeaderMap) -> Result<Option<TenantId>, ApiError> {
+    match headers.get(&X_TENANT_ID) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| TenantId::parse(s).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_tenant_header",
+                    "X-Tenant-Id is not a valid tenant id",
+                )
+            }),
+    }
+}
+
+/// What a presented secret resolves to.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    Key(Arc<CachedKey>),
+    Admin(Arc<AdminKey>),
+    /// Malformed, or well-formed but not stored.
+    Unknown,
+}
+
+/// Resolves a secret: format and checksum first (garbage never reaches the cache or the
+/// store), then the cache, then the store.
+pub async fn resolve(state: &AppState, secret: &str) -> Result<Resolved, ApiError> {
+    let Ok(parsed) = key::parse(secret) else {
+        return Ok(Resolved::Unknown);
+    };
+    let hash = state.pepper.hash(secret);
+    let lookups = &state.metrics.cache_lookups;
+    if let Some(entry) = state.cache.get(&hash) {
+        lookups.get_or_create(&ResultLabel { result: "hit" }).inc();
+        return Ok(match entry {
+            Entry::Key(k) => Resolved::Key(k),
+            Entry::Admin(a) => Resolved::Admin(a),
+            Entry::Unknown => Resolved::Unknown,
+        });
+    }
+    lookups.get_or_create(&ResultLabel { result: "miss" }).inc();
+    let epoch = state.cache.epoch();
+    let (entry, resolved) = match parsed.kind {
+        KeyKind::Admin => match state.store.find_admin_key(&hash).await? {
+            Some(a) => {
+                let a = Arc::new(a);
+                (Entry::Admin(a.clone()), Resolved::Admin(a))
+            }
+            None => (Entry::Unknown, Resolved::Unknown),
+        },
+        KeyKind::Tenant(_) => match state.store.find_key(&hash).await? {
+            Some(m) => {
+                let k = Arc::new(CachedKey::new(m));
+                (Entry::Key(k.clone()), Resolved::Key(k))
+            }
+            None => (Entry::Unknown, Resolved::Unknown),
+        },
+    };
+    state.cache.insert(hash, entry, epoch);
+    Ok(resolved)
+}
+
+/// An authenticated admin key, extracted from the request headers.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub key: Arc<AdminKey>,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = credential(&parts.headers)?;
+        let tenant = tenant_header(&parts.headers)?;
+        let reject = |reason: &'static str| {
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&CodeLabel { code: reason })
+                .inc();
+            tracing::warn!(
+                reason,
+                key_hint = key::hint(secret.expose_secret())
+                    .as_deref()
+                    .unwrap_or("(malformed)"),
+                "admin authentication failed"
+            );
+            ApiError::invalid_api_key()
+        };
+        let admin = match resolve(state, secret.expose_secret()).await? {
+            Resolved::Admin(a) => a,
+            Resolved::Key(_) => return Err(reject("not_an_admin_key")),
+            Resolved::Unknown => return Err(reject("unknown_or_malformed")),
+        };
+        if admin.revoked_at.is_some_and(|r| r <= state.clock.now()) {
+            return Err(reject("revoked"));
+        }
+        if let (Some(t), Some(bound)) = (&tenant, &admin.tenant_id) {
+            if t != bound {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "tenant_mismatch",
+                    "X-Tenant-Id does not match the key's tenant",
+                ));
+            }
+        }
+        Ok(Admin { key: admin })
+    }
+}
+
+impl Admin {
+    /// Requires an admin scope, e.g. `keys:write`.
+    pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
+        let needed =
+            Scope::parse(scope).ok_or_else(|| ApiError::internal("invalid built-in scope"))?;
+        if self.key.scopes.iter().any(|s| s.covers(&needed)) {
+            Ok(())
+        } else {
+            Err(ApiError::insufficient_scope(scope))
+        }
+    }
+
+    /// Requires access to `tenant`: a tenant-bound key sees other tenants as not existing.
+    pub fn tenant(&self, tenant: &str) -> Result<TenantId, ApiError> {
+        let t = TenantId::parse(tenant).map_err(|_| ApiError::not_found())?;
+        if self.key.can_access(&t) {
+            Ok(t)
+        } else {
+            Err(ApiError::not_found())
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.key.tenant_id.is_none()
+    }
+
+    pub fn require_root(&self) -> Result<(), ApiError> {
+        if self.is_root() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "root_admin_required",
+                "only a global admin key may do this",
+            ))
+        }
+    }
+}
+
+/// Query parameter names that are refused outright: keys never travel in URLs.
+const KEY_PARAMS: &[&str] = &[
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "token",
+    "access_token",
+    "x-api-key",
+    "secret",
+];
+
+/// Refuses requests that carry a key in the URL (a named parameter, or any value or path segment
+/// that is a well-formed key), before anything logs or routes them.
+pub async fn url_guard(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let in_query = uri.query().is_some_and(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q).map_or(true, |pairs| {
+            pairs.iter().any(|(k, v)| {
+                KEY_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p)) || key::parse(v.trim()).is_ok()
+            })
+        })
+    });
+    let in_path =
+        uri.path().len() > key::BODY_LEN && uri.path().split('/').any(|s| key::parse(s).is_ok());
+    if in_query || in_path {
+        tracing::warn!("refused a request with an API key in the URL");
+        return ApiError::bad_request(
+            "api_key_in_query",
+            "API keys must not be sent in the URL; use Authorization: Bearer or X-API-Key, and roll the exposed key",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn h(pairs: &[(&HeaderName, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append((*k).clone(), HeaderValue::from_str(v).expect("value"));
+        }
+        m
+    }
+
+    #[test]
+    fn credential_sources() {
+        assert_eq!(
+            credential(&h(&[(&AUTHORIZATION, "Bearer abc")]))
+                .expect("ok")
+                .expose_secret(),
+            "abc"
+        );
+        assert_eq!(
+            credential(&h(&[(&AUTHORIZATION, "bearer  abc ")]))
+                .expect("ok")
+                .expose_secret(),
+            "abc"
+        );
+        assert_eq!(
+            credential(&h(&[(&X_API_KEY, "abc")]))
+                .expect("ok")
+                .expose_secret(),
+            "abc"
+        );
+        assert_eq!(
+            credential(&h(&[(&AUTHORIZATION, "Bearer abc"), (&X_API_KEY, "abc")]))
+                .expect("ok")
+                .expose_secret(),
+            "abc"
+        );
+        assert_eq!(
+            credential(&h(&[(&AUTHORIZATION, "Bearer abc"), (&X_API_KEY, "xyz")]))
+                .err()
+                .map(|e| e.code),
+            Some("ambiguous_credential")
+        );
+        assert_eq!(
+            credential(&h(&[(&X_API_KEY, "a"), (&X_API_KEY, "b")]))
+                .err()
+                .map(|e| e.code),
+            Some("ambiguous_credential")
+        );
+        assert_eq!(
+            credential(&h(&[(&AUTHORIZATION, "Basic abc")]))
+                .err()
+                .map(|e| e.code),
+            Some("missing_credential")
+        );
+        assert_eq!(
+            credential(&h(&[(&AUTHORIZATION, "Bearer ")]))
+                .err()
+                .map(|e| e.code),
+            Some("missing_credential")
+        );
+        assert_eq!(
+            credential(&HeaderMap::new()).err().map(|e| e.code),
+            Some("missing_credential")
+        );
+    }
+
+    #[test]
+    fn tenant_headers() {
+        assert_eq!(
+            tenant_header(&h(&[(&X_TENANT_ID, "acme")]))
+                .expect("ok")
+                .map(|t| t.to_string()),
+            Some("acme".into())
+        );
+        assert_eq!(
+            tenant_header(&h(&[(&X_TENANT_ID, "A!")]))
+                .err()
+                .map(|e| e.code),
+            Some("invalid_tenant_header")
+        );
+    }
+}

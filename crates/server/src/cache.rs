@@ -1,0 +1,154 @@
+//! The hot-path cache of credentials, keyed by the key hash. The store is read only on a miss.
+//!
+//! - Tenant keys and admin keys found in the store are kept for `ttl_seconds`.
+//! - Well-formed keys that are not in the store are remembered as unknown for
+//!   `negative_ttl_seconds`, so repeating an unknown key does not reach the store.
+//! - Changes made through this server (roll, revoke, update, tenant status) invalidate the
+//!   affected entries at once.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use moka::{Expiry, sync::Cache};
+use portcullis_core::{hash::KeyHash, model::AdminKey, tenant::TenantId};
+use portcullis_store::KeyMatch;
+
+use crate::config::CacheConfig;
+
+/// A cached tenant key, with the time it was last reported as used (unix seconds).
+#[derive(Debug)]
+pub struct CachedKey {
+    pub found: KeyMatch,
+    pub last_touch: AtomicI64,
+}
+
+impl CachedKey {
+    pub fn new(found: KeyMatch) -> Self {
+        let last = found.key.last_used_at.map_or(0, |t| t.unix_timestamp());
+        Self {
+            found,
+            last_touch: AtomicI64::new(last),
+        }
+    }
+
+    /// `true` if this use should be reported (at most once per `every` seconds per entry).
+    pub fn should_touch(&self, now: i64, every: i64) -> bool {
+        let last = self.last_touch.load(Ordering::Relaxed);
+        now - last >= every
+            && self
+                .last_touch
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Key(Arc<CachedKey>),
+    Admin(Arc<AdminKey>),
+    Unknown,
+}
+
+impl Entry {
+    fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Entry::Key(k) => Some(&k.found.key.tenant_id),
+            Entry::Admin(a) => a.tenant_id.as_ref(),
+            Entry::Unknown => None,
+        }
+    }
+}
+
+struct Ttl {
+    found: Duration,
+    unknown: Duration,
+}
+
+impl Expiry<KeyHash, Entry> for Ttl {
+    fn expire_after_create(&self, _: &KeyHash, v: &Entry, _: Instant) -> Option<Duration> {
+        Some(match v {
+            Entry::Unknown => self.unknown,
+            _ => self.found,
+        })
+    }
+}
+
+/// The credential cache (disabled when its capacity is 0).
+///
+/// Every invalidation bumps an epoch. A miss notes the epoch before it reads the store and only
+/// caches its result if no invalidation happened meanwhile, so a record read just before a
+/// revocation can never be cached after it.
+#[derive(Clone)]
+pub struct KeyCache {
+    inner: Option<Cache<KeyHash, Entry>>,
+    epoch: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("entries", &self.inner.as_ref().map(|c| c.entry_count()))
+            .finish()
+    }
+}
+
+impl KeyCache {
+    pub fn new(cfg: &CacheConfig) -> Self {
+        let inner = (cfg.capacity > 0).then(|| {
+            Cache::builder()
+                .max_capacity(cfg.capacity)
+                .expire_after(Ttl {
+                    found: Duration::from_secs(cfg.ttl_seconds.max(1)),
+                    unknown: Duration::from_secs(cfg.negative_ttl_seconds),
+                })
+                .support_invalidation_closures()
+                .build()
+        });
+        Self {
+            inner,
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The current invalidation epoch; pass it to [`KeyCache::insert`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub fn get(&self, hash: &KeyHash) -> Option<Entry> {
+        self.inner.as_ref()?.get(hash)
+    }
+
+    /// Caches a store result read at `epoch`, unless an invalidation happened since.
+    pub fn insert(&self, hash: KeyHash, entry: Entry, epoch: u64) {
+        if let Some(c) = &self.inner {
+            c.insert(hash, entry);
+            if self.epoch() != epoch {
+                c.invalidate(&hash);
+            }
+        }
+    }
+
+    pub fn invalidate(&self, hashes: &[KeyHash]) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner {
+            for h in hashes {
+                c.invalidate(h);
+            }
+        }
+    }
+
+    /// Drops every entry of a tenant (after its status changed).
+    pub fn invalidate_tenant(&self, tenant: &TenantId) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner {
+            let t = tenant.clone();
+            // Cannot fail: invalidation closures are enabled in `new`.
+            let _ = c.invalidate_entries_if(move |_, v| v.tenant() == Some(&t));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Configuration: defaults, then a TOML file, then `PORTCULLIS_*` environment variables (nested
+//! keys joined by `__`, e.g. `PORTCULLIS_CACHE__CAPACITY=0`), then command-line flags.
+//! Every option is documented in `docs/configuration.md`.
+use std::{net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use portcullis_core::{limits, request::KeyPolicy};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the SQLite database, the pepper file and other state.
+    pub data_dir: PathBuf,
+    /// The pepper as hex (at least 64 hex characters). Prefer `pepper_file`.
+    pub pepper: Option<String>,
+    /// A file holding the pepper as hex. Default: `{data_dir}/pepper`, generated on first start.
+    pub pepper_file: Option<PathBuf>,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Serve plaintext HTTP on a non-loopback address. Off: plaintext is only served on loopback
+    /// (put a TLS-terminating proxy in front, or keep portcullis on 127.0.0.1).
+    pub danger_allow_plaintext_listen: bool,
+    pub cache: CacheConfig,
+    pub keys: KeysConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Key records kept in memory (0 disables the cache).
+    pub capacity: u64,
+    /// How long a cached record is trusted before it is read again. Changes made through this
+    /// server take effect at once; this bounds the delay of changes made by another process
+    /// (such as the `portcullis key revoke` operator command).
+    pub ttl_seconds: u64,
+    /// How long an unknown (well-formed) key is remembered as unknown.
+    pub negative_ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Maximum lifetime of live keys (seconds), for every tenant.
+    pub max_live_lifetime_seconds: Option<i64>,
+    /// Maximum lifetime of test keys (seconds), for every tenant.
+    pub max_test_lifetime_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` (default) or `text`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `portcullis_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./portcullis-data"),
+            pepper: None,
+            pepper_file: None,
+            max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
+            danger_allow_plaintext_listen: false,
+            cache: CacheConfig::default(),
+            keys: KeysConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl_seconds: 60,
+            negative_ttl_seconds: 10,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            max_live_lifetime_seconds: None,
+            max_test_lifetime_seconds: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {0}")]
+    Invalid(&'static str),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Parse(format!(
+                    "file {} does not exist",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__"));
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be between 1 KiB and 16 MiB",
+            ));
+        }
+        for l in [
+            self.keys.max_live_lifetime_seconds,
+            self.keys.max_test_lifetime_seconds,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !(60..=limits::MAX_LIFETIME_SECONDS).contains(&l) {
+                return Err(ConfigError::Invalid(
+                    "keys.max_*_lifetime_seconds out of range",
+                ));
+            }
+        }
+        if !self.listen.ip().is_loopback() && !self.danger_allow_plaintext_listen {
+            return Err(ConfigError::Invalid(
+                "refusing to serve plaintext HTTP on a non-loopback address; listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "json" | "text") {
+            return Err(ConfigError::Invalid("log.format must be json or text"));
+        }
+        Ok(())
+    }
+
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            max_live_lifetime_seconds: self.keys.max_live_lifetime_seconds,
+            max_test_lifetime_seconds: self.keys.max_test_lifetime_seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe_and_valid() {
+        let c = Config::default();
+        assert!(c.listen.ip().is_loopback());
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_and_refusals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "listen = \"0.0.0.0:9000\"\n").expect("write");
+        assert!(
+            Config::load(Some(&f)).is_err(),
+            "plaintext on a public address refused"
+        );
+        std::fs::write(&f, "listen = \"127.0.0.1:9000\"\n[cache]\ncapacity = 5\n").expect("write");
+        let c = Config::load(Some(&f)).expect("valid");
+        assert_eq!(c.cache.capacity, 5);
+        assert_eq!(c.listen.port(), 9000);
+        std::fs::write(&f, "listn = \"127.0.0.1:9000\"\n").expect("write");
+        assert!(Config::load(Some(&f)).is_err(), "unknown keys refused");
+    }
+}

@@ -1,0 +1,315 @@
+//! The one error type every endpoint returns: a status, a stable code and a generic message, as
+//! `{"error": {"code": "…", "message": "…", "request_id": "…"}}`. Nothing internal leaks: store
+//! and I/O failures become `internal_error` and their detail goes to the log only.
+use std::borrow::Cow;
+
+use axum::{
+    Json,
+    extract::rejection::{PathRejection, QueryRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use portcullis_core::error::ValidationError;
+use portcullis_store::StoreError;
+use serde_json::json;
+
+use crate::request_id;
+
+/// Every code a client can see, its status and meaning. `docs/errors.md` lists each one (a test
+/// checks that it does).
+pub const CODES: &[(&str, u16, &str)] = &[
+    (
+        "missing_credential",
+        401,
+        "no API key in Authorization: Bearer or X-API-Key",
+    ),
+    (
+        "invalid_api_key",
+        401,
+        "the key is unknown, malformed, revoked or expired",
+    ),
+    ("ambiguous_credential", 400, "two different keys were sent"),
+    (
+        "api_key_in_query",
+        400,
+        "a key was sent in the URL; send it in a header",
+    ),
+    (
+        "invalid_tenant_header",
+        400,
+        "X-Tenant-Id is not a valid tenant id",
+    ),
+    (
+        "tenant_mismatch",
+        403,
+        "X-Tenant-Id names another tenant than the key's",
+    ),
+    (
+        "insufficient_scope",
+        403,
+        "the key lacks a scope this endpoint requires",
+    ),
+    (
+        "root_admin_required",
+        403,
+        "only a global (root) admin key may do this",
+    ),
+    (
+        "not_found",
+        404,
+        "no such object (or it belongs to another tenant)",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "the path exists but not with this method",
+    ),
+    ("tenant_exists", 409, "a tenant with this id exists"),
+    ("tenant_suspended", 409, "the tenant is suspended"),
+    (
+        "key_revoked",
+        409,
+        "the key is revoked and cannot be rolled",
+    ),
+    ("body_too_large", 413, "the request body is over the limit"),
+    (
+        "unsupported_media_type",
+        415,
+        "the body must be application/json",
+    ),
+    ("invalid_json", 400, "the body is not valid JSON"),
+    (
+        "invalid_request",
+        400,
+        "the body has an unknown field, a missing field or a wrong type",
+    ),
+    (
+        "invalid_query",
+        400,
+        "a query parameter is unknown or malformed",
+    ),
+    ("invalid_cursor", 400, "the pagination cursor is malformed"),
+    ("invalid_limit", 400, "limit must be between 1 and 100"),
+    ("invalid_ip", 400, "ip is not an IPv4 or IPv6 address"),
+    (
+        "invalid_tenant_id",
+        400,
+        "tenant id must be 3-40 characters of a-z, 0-9, '-'",
+    ),
+    (
+        "invalid_key_prefix",
+        400,
+        "key prefix must be 2-16 characters of a-z, 0-9",
+    ),
+    ("invalid_scope", 400, "a scope is not resource:action"),
+    ("too_many_scopes", 400, "more scopes than allowed"),
+    (
+        "invalid_cidr",
+        400,
+        "an ip_allowlist entry is not an address or CIDR",
+    ),
+    (
+        "too_many_cidrs",
+        400,
+        "more ip_allowlist entries than allowed",
+    ),
+    (
+        "invalid_name",
+        400,
+        "name is empty, too long or has control characters",
+    ),
+    (
+        "invalid_external_id",
+        400,
+        "external_id is empty, too long or has control characters",
+    ),
+    (
+        "invalid_metadata",
+        400,
+        "metadata is too large, too deep or has too many fields",
+    ),
+    (
+        "invalid_expiry",
+        400,
+        "expires_at is in the past or beyond the maximum lifetime",
+    ),
+    (
+        "invalid_grace_period",
+        400,
+        "grace_seconds is out of range (0 to 604800)",
+    ),
+    (
+        "invalid_lifetime",
+        400,
+        "max_key_lifetime_seconds is out of range",
+    ),
+    ("invalid_admin_scope", 400, "not a known admin scope"),
+    (
+        "internal_error",
+        500,
+        "an internal error; the request id identifies it in the logs",
+    ),
+    ("service_unavailable", 503, "the store is not reachable"),
+];
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
+    }
+
+    pub fn invalid_api_key() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "the API key is not valid",
+        )
+    }
+
+    pub fn insufficient_scope(scope: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this endpoint requires the scope {scope}"),
+        )
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// An internal failure: logged with its detail, answered without it.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; quote the request id when reporting it",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id::current(),
+        }});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self::bad_request(e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "tenant_exists",
+                "a tenant with this id exists",
+            ),
+            StoreError::Revoked => {
+                Self::new(StatusCode::CONFLICT, "key_revoked", "the key is revoked")
+            }
+            StoreError::Invalid(v) => v.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        Self::not_found()
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(_: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", "a query parameter is unknown or malformed")
+    }
+}
+
+/// Answer for paths that do not exist.
+pub async fn fallback() -> ApiError {
+    ApiError::not_found()
+}
+
+/// Answer for a known path with a method it does not have.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented_and_unique() {
+        let docs = include_str!("../../../docs/errors.md");
+        let mut seen = std::collections::HashSet::new();
+        for (code, status, _) in CODES {
+            assert!(seen.insert(code), "duplicate code {code}");
+            assert!(
+                docs.contains(&format!("`{code}`")),
+                "docs/errors.md lacks `{code}`"
+            );
+            assert!((400..600).contains(status));
+        }
+    }
+
+    #[test]
+    fn validation_codes_are_listed() {
+        use portcullis_core::error::ValidationError as V;
+        for v in [
+            V::InvalidTenantId,
+            V::InvalidKeyPrefix,
+            V::InvalidScope { index: 0 },
+            V::TooManyScopes,
+            V::InvalidCidr { index: 0 },
+            V::TooManyCidrs,
+            V::InvalidName,
+            V::InvalidExternalId,
+            V::InvalidMetadata(""),
+            V::InvalidExpiry(""),
+            V::InvalidGracePeriod,
+            V::InvalidLifetime,
+            V::InvalidAdminScope { index: 0 },
+        ] {
+            assert!(
+                CODES.iter().any(|(c, _, _)| *c == v.code()),
+                "{} not in CODES",
+                v.code()
+            );
+        }
+    }
+}

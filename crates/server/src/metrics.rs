@@ -1,0 +1,156 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format.
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabel, Histogram>,
+    pub verify_decisions: Family<CodeLabel, Counter>,
+    pub auth_failures: Family<CodeLabel, Counter>,
+    pub cache_lookups: Family<ResultLabel, Counter>,
+    pub usage_flush_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(
+                [
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ]
+                .into_iter(),
+            )
+        });
+        let verify_decisions = Family::<CodeLabel, Counter>::default();
+        let auth_failures = Family::<CodeLabel, Counter>::default();
+        let cache_lookups = Family::<ResultLabel, Counter>::default();
+        let usage_flush_errors = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_duration.clone(),
+        );
+        registry.register(
+            "verify_decisions",
+            "Verify API decisions by code",
+            verify_decisions.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Rejected admin credentials by reason",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "key_cache_lookups",
+            "Credential cache lookups by result",
+            cache_lookups.clone(),
+        );
+        registry.register(
+            "usage_flush_errors",
+            "Failed batched writes of last-used times",
+            usage_flush_errors.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            verify_decisions,
+            auth_failures,
+            cache_lookups,
+            usage_flush_errors,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Counts every request by its route template (never the raw path, which would explode labels).
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabel {
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.clone(),
+            method: method.clone(),
+            status,
+        })
+        .inc();
+    tracing::debug!(route = %route, status, latency_us = elapsed.as_micros() as u64, "request");
+    resp
+}
+
+pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

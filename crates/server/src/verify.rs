@@ -1,0 +1,163 @@
+//! `POST /v1/verify`: for services that check keys themselves. Needs an admin key with
+//! `keys:verify`. Answers 200 with a decision code for every well-formed question: the precise
+//! reason a key fails is for authorised callers only.
+use std::net::IpAddr;
+
+use axum::{Json, extract::State};
+use portcullis_core::{
+    OffsetDateTime,
+    decision::{self, DecisionCode, Requirements, Subject},
+    scope::{self, Scope},
+    tenant::{Environment, TenantId},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{
+    auth::{self, Admin, Resolved},
+    body::JsonBody,
+    error::ApiError,
+    metrics::CodeLabel,
+    state::AppState,
+    usage::TOUCH_EVERY_SECONDS,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub key: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub environment: Option<Environment>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    pub code: DecisionCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_scopes: Vec<Scope>,
+}
+
+impl VerifyResponse {
+    fn bare(code: DecisionCode) -> Self {
+        Self {
+            valid: false,
+            code,
+            key_id: None,
+            tenant: None,
+            environment: None,
+            name: None,
+            scopes: None,
+            expires_at: None,
+            external_id: None,
+            metadata: None,
+            missing_scopes: Vec::new(),
+        }
+    }
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    admin: Admin,
+    JsonBody(req): JsonBody<VerifyRequest>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    admin.require("keys:verify")?;
+    let tenant = match (&req.tenant, &admin.key.tenant_id) {
+        (Some(t), _) => Some(admin.tenant(t)?),
+        // A tenant-bound admin key only ever verifies keys of its tenant.
+        (None, Some(bound)) => Some(bound.clone()),
+        (None, None) => None,
+    };
+    let required = scope::parse_scopes(&req.scopes)?;
+    let ip = req
+        .ip
+        .as_deref()
+        .map(|s| s.trim().parse::<IpAddr>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_ip", "ip is not an IPv4 or IPv6 address"))?;
+    let now = state.clock.now();
+    let resolved = auth::resolve(&state, &req.key).await?;
+    let cached = match &resolved {
+        Resolved::Key(k) => Some(k.clone()),
+        _ => None,
+    };
+    let subject = cached.as_ref().map(|k| Subject {
+        key: &k.found.key,
+        tenant_status: k.found.tenant_status,
+        secret_expires_at: k.found.secret_expires_at,
+    });
+    let requirements = Requirements {
+        tenant: tenant.as_ref(),
+        environment: req.environment,
+        scopes: &required,
+        ip,
+    };
+    let mut code = decision::decide(subject, &requirements, now);
+    // Nothing about another tenant's key is revealed to a tenant-bound caller.
+    if code == DecisionCode::TenantMismatch && !admin.is_root() {
+        code = DecisionCode::NotFound;
+    }
+    state
+        .metrics
+        .verify_decisions
+        .get_or_create(&CodeLabel {
+            code: code.as_str(),
+        })
+        .inc();
+    let answer = match (&cached, code) {
+        (_, DecisionCode::NotFound | DecisionCode::TenantMismatch) | (None, _) => {
+            VerifyResponse::bare(code)
+        }
+        (Some(k), code) => {
+            let key = &k.found.key;
+            if code.is_valid() && k.should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS) {
+                state.usage.record(&key.id, now);
+            }
+            if !code.is_valid() {
+                tracing::info!(key_id = %key.id, tenant = %key.tenant_id, code = code.as_str(), "verify: key refused");
+            }
+            VerifyResponse {
+                valid: code.is_valid(),
+                code,
+                key_id: Some(key.id.clone()),
+                tenant: Some(key.tenant_id.clone()),
+                environment: Some(key.environment),
+                name: Some(key.name.clone()),
+                scopes: Some(key.scopes.clone()),
+                expires_at: key.expires_at,
+                external_id: key.external_id.clone(),
+                metadata: Some(key.metadata.clone()),
+                missing_scopes: scope::missing(&key.scopes, &required)
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+            }
+        }
+    };
+    Ok(Json(answer))
+}

@@ -1,0 +1,182 @@
+//! Broken object-level authorisation suite: an admin key bound to tenant A tries every endpoint
+//! on tenant B's objects. Each attempt must fail as if B's objects did not exist, and B's objects
+//! must be unchanged afterwards.
+use portcullis_testkit::spawn;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
+    let s = spawn().await;
+    s.tenant("tenant-a").await;
+    s.tenant("tenant-b").await;
+    let (a_key_id, _) = s
+        .key("tenant-a", json!({"name": "a", "environment": "live"}))
+        .await;
+    let (b_key_id, b_secret) = s
+        .key(
+            "tenant-b",
+            json!({"name": "b", "environment": "live", "scopes": ["x:read"]}),
+        )
+        .await;
+    let all = [
+        "tenants:read",
+        "tenants:write",
+        "keys:read",
+        "keys:write",
+        "keys:verify",
+    ];
+    let a_admin = s.admin_key(Some("tenant-a"), &all).await;
+    let snapshot = |s: &portcullis_testkit::TestServer| {
+        let root = s.root_secret.clone();
+        let c = s.client.clone();
+        let base = s.url("");
+        let bid = b_key_id.clone();
+        async move {
+            let t: Value = c
+                .get(format!("{base}/v1/tenants/tenant-b"))
+                .bearer_auth(&root)
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            let k: Value = c
+                .get(format!("{base}/v1/tenants/tenant-b/keys/{bid}"))
+                .bearer_auth(&root)
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            (t, k)
+        }
+    };
+    let before = snapshot(&s).await;
+
+    let b = "/v1/tenants/tenant-b";
+    let bk = format!("{b}/keys/{b_key_id}");
+    // The same key id under tenant A's path: ids are not enough to cross over.
+    let cross = format!("/v1/tenants/tenant-a/keys/{b_key_id}");
+    let attempts: Vec<(Method, String, Option<Value>, u16)> = vec![
+        (Method::GET, b.to_owned(), None, 404),
+        (
+            Method::PATCH,
+            b.to_owned(),
+            Some(json!({"name": "pwned"})),
+            404,
+        ),
+        (
+            Method::PATCH,
+            b.to_owned(),
+            Some(json!({"status": "suspended"})),
+            404,
+        ),
+        (Method::GET, format!("{b}/keys"), None, 404),
+        (
+            Method::POST,
+            format!("{b}/keys"),
+            Some(json!({"name": "evil", "environment": "live"})),
+            404,
+        ),
+        (Method::GET, bk.clone(), None, 404),
+        (
+            Method::PATCH,
+            bk.clone(),
+            Some(json!({"scopes": ["*:*"]})),
+            404,
+        ),
+        (
+            Method::POST,
+            format!("{bk}/roll"),
+            Some(json!({"grace_seconds": 0})),
+            404,
+        ),
+        (Method::POST, format!("{bk}/revoke"), None, 404),
+        (Method::GET, cross.clone(), None, 404),
+        (
+            Method::PATCH,
+            cross.clone(),
+            Some(json!({"name": "x"})),
+            404,
+        ),
+        (Method::POST, format!("{cross}/roll"), None, 404),
+        (Method::POST, format!("{cross}/revoke"), None, 404),
+        (
+            Method::POST,
+            "/v1/tenants".to_owned(),
+            Some(json!({"id": "tenant-c", "name": "C"})),
+            403,
+        ),
+        (
+            Method::POST,
+            "/v1/verify".to_owned(),
+            Some(json!({"key": b_secret, "tenant": "tenant-b"})),
+            404,
+        ),
+    ];
+    for (m, path, body, want) in attempts {
+        let (st, v) = s.json(m.clone(), &path, &a_admin, body).await;
+        assert_eq!(st, want, "{m} {path}: {v}");
+        assert!(
+            !v.to_string().contains("tenant-b\""),
+            "{m} {path} leaked: {v}"
+        );
+    }
+    // Verify without a tenant: B's key looks unknown to A's admin key.
+    let (st, v) = s
+        .json(
+            Method::POST,
+            "/v1/verify",
+            &a_admin,
+            Some(json!({"key": b_secret})),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (200, Some("NOT_FOUND")), "{v}");
+    assert!(v.get("key_id").is_none());
+    // Listing tenants shows only A.
+    let (_, list) = s.json(Method::GET, "/v1/tenants", &a_admin, None).await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["tenant-a"]);
+    // X-Tenant-Id naming B is refused outright.
+    let r = s
+        .client
+        .get(s.url("/v1/tenants/tenant-a"))
+        .bearer_auth(&a_admin)
+        .header("x-tenant-id", "tenant-b")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+    // A's own objects work.
+    let (st, _) = s
+        .json(
+            Method::GET,
+            &format!("/v1/tenants/tenant-a/keys/{a_key_id}"),
+            &a_admin,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = s
+        .json(
+            Method::PATCH,
+            "/v1/tenants/tenant-a",
+            &a_admin,
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+    assert_eq!(st, 403, "a bound key cannot change its own tenant's status");
+
+    let after = snapshot(&s).await;
+    assert_eq!(before, after, "tenant B unchanged");
+    let v = s.verify(json!({"key": b_secret})).await;
+    assert_eq!(v["code"], "VALID", "B's key still works");
+}

@@ -1,0 +1,122 @@
+//! Collects every log line of a whole run and every stored row, and finds no key secret in them.
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use portcullis_testkit::spawn;
+use reqwest::Method;
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_in_logs_or_rows() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = spawn().await;
+    let mut secrets = vec![s.root_secret.clone()];
+    s.tenant("acme").await;
+    let (id, k1) = s
+        .key(
+            "acme",
+            json!({"name": "k", "environment": "live", "scopes": ["a:read"]}),
+        )
+        .await;
+    secrets.push(k1.clone());
+    s.verify(json!({"key": k1, "scopes": ["a:read"]})).await;
+    s.verify(json!({"key": k1, "scopes": ["b:read"]})).await;
+    let (_, r) = s
+        .json(
+            Method::POST,
+            &format!("/v1/tenants/acme/keys/{id}/roll"),
+            &s.root_secret,
+            None,
+        )
+        .await;
+    let k2 = r["secret"].as_str().expect("secret").to_owned();
+    secrets.push(k2.clone());
+    s.verify(json!({"key": k2})).await;
+    s.json(
+        Method::POST,
+        &format!("/v1/tenants/acme/keys/{id}/revoke"),
+        &s.root_secret,
+        None,
+    )
+    .await;
+    s.verify(json!({"key": k2})).await;
+    // Misuse: keys in the URL, in the wrong field, as a credential that is not an admin key.
+    s.client
+        .get(s.url(&format!("/v1/tenants?api_key={k1}")))
+        .send()
+        .await
+        .expect("send");
+    s.json(
+        Method::POST,
+        "/v1/tenants",
+        &s.root_secret,
+        Some(json!({"id": k1, "name": k2})),
+    )
+    .await;
+    s.json(
+        Method::POST,
+        "/v1/tenants",
+        &s.root_secret,
+        Some(json!({k1.as_str(): 1})),
+    )
+    .await;
+    s.json(Method::GET, "/v1/tenants", &k1, None).await;
+    let admin = s.admin_key(Some("acme"), &["keys:read"]).await;
+    secrets.push(admin.clone());
+    s.json(Method::GET, "/v1/tenants/acme/keys", &admin, None)
+        .await;
+    s.json(
+        Method::GET,
+        "/v1/tenants/acme/keys",
+        &format!("{admin}x"),
+        None,
+    )
+    .await;
+    s.state
+        .usage
+        .flush(s.state.store.as_ref(), &s.state.metrics)
+        .await;
+    let rows = s.store.dump_all_rows().await.expect("dump");
+    let store = s.store.clone();
+    s.shutdown().await;
+    drop(_guard);
+
+    let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).to_string();
+    assert!(logs.contains("key created"), "logs were captured");
+    assert!(rows.contains(&id), "rows were dumped");
+    for secret in &secrets {
+        // The random part alone must not appear either (e.g. with a changed prefix).
+        let body = &secret[secret.rfind('_').expect("underscore") + 1..];
+        assert!(!logs.contains(body), "a secret is in the logs");
+        assert!(!rows.contains(body), "a secret is in the stored rows");
+    }
+    drop(store);
+}

@@ -1,0 +1,192 @@
+//! Test helpers: a real portcullis server on `127.0.0.1:0` over a real SQLite file, a manual
+//! clock, and fixtures that go through the HTTP API like a client would.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use portcullis_core::{
+    ExposeSecret,
+    clock::{Clock, ManualClock},
+    request::CreateAdminKey,
+};
+use portcullis_server::{AppState, Config, datadir, serve};
+use portcullis_sqlite::SqliteStore;
+use portcullis_store::Store;
+use reqwest::{Client, Method, Response};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A running server. Dropping it shuts the server down.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub root_secret: String,
+    pub state: AppState,
+    pub store: Arc<SqliteStore>,
+    pub clock: Arc<ManualClock>,
+    pub config: Config,
+    pub client: Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server with the default configuration.
+pub async fn spawn() -> TestServer {
+    spawn_with(|_| {}).await
+}
+
+/// Starts a server after `adjust` has changed its configuration.
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    adjust(&mut config);
+    let data = datadir::open(&config).await.expect("open data dir");
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let root = datadir::ensure_root_admin(data.store.as_ref(), &data.pepper, clock.as_ref())
+        .await
+        .expect("bootstrap")
+        .expect("a new store has no admin key");
+    let store = data.store.clone();
+    let dyn_store: Arc<dyn Store> = data.store;
+    let state = AppState::new(&config, dyn_store, data.pepper, clock.clone());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        root_secret: root.secret.expose_secret().to_owned(),
+        state,
+        store,
+        clock,
+        config,
+        client: Client::builder().no_proxy().build().expect("client"),
+        stop: Some(stop),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request with `key` as `Authorization: Bearer` and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Like [`TestServer::call`], returning the status and the JSON body.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let resp = self.call(method, path, key, body).await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Creates a tenant through the API with the root key.
+    pub async fn tenant(&self, id: &str) -> Value {
+        let (s, v) = self
+            .json(
+                Method::POST,
+                "/v1/tenants",
+                &self.root_secret,
+                Some(json!({"id": id, "name": format!("Tenant {id}")})),
+            )
+            .await;
+        assert_eq!(s, 201, "create tenant: {v}");
+        v
+    }
+
+    /// Creates a key through the API with the root key; returns (key id, secret).
+    pub async fn key(&self, tenant: &str, body: Value) -> (String, String) {
+        let (s, v) = self
+            .json(
+                Method::POST,
+                &format!("/v1/tenants/{tenant}/keys"),
+                &self.root_secret,
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, 201, "create key: {v}");
+        (
+            v["key"]["id"].as_str().expect("id").to_owned(),
+            v["secret"].as_str().expect("secret").to_owned(),
+        )
+    }
+
+    /// Creates an admin key directly in the store (as the operator CLI does); returns its secret.
+    pub async fn admin_key(&self, tenant: Option<&str>, scopes: &[&str]) -> String {
+        let new = CreateAdminKey {
+            name: "test admin".into(),
+            tenant_id: tenant.map(str::to_owned),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+        .create(self.clock.now())
+        .expect("valid admin key");
+        self.store
+            .create_admin_key(
+                &new.key,
+                &self.state.pepper.hash(new.secret.expose_secret()),
+            )
+            .await
+            .expect("store admin key");
+        new.secret.expose_secret().to_owned()
+    }
+
+    /// Verifies `key` with the root admin key; returns the answer body.
+    pub async fn verify(&self, body: Value) -> Value {
+        let (s, v) = self
+            .json(Method::POST, "/v1/verify", &self.root_secret, Some(body))
+            .await;
+        assert_eq!(s, 200, "verify: {v}");
+        v
+    }
+
+    /// Stops the server and waits for it (pending usage is flushed).
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
