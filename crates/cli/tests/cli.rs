@@ -1,0 +1,233 @@
+//! The `portcullis` binary: operator commands on a data directory, and `serve`'s first start.
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    c.env_remove("PORTCULLIS_CONFIG");
+    c
+}
+
+fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = bin()
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run portcullis");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn operator_commands_work_on_the_data_dir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let (ok, out, err) = run(
+        &dir,
+        &[
+            "--output",
+            "json",
+            "tenant",
+            "create",
+            "--id",
+            "acme",
+            "--name",
+            "Acme",
+            "--key-prefix",
+            "acme",
+        ],
+    );
+    assert!(ok, "{err}");
+    let t: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(t["id"], "acme");
+
+    let (ok, out, err) = run(
+        &dir,
+        &[
+            "--output",
+            "json",
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ci",
+            "--environment",
+            "test",
+            "--scopes",
+            "invoices:read,invoices:write",
+            "--ip",
+            "10.0.0.0/8",
+        ],
+    );
+    assert!(ok, "{err}");
+    let k: Value = serde_json::from_str(&out).expect("json");
+    let secret = k["secret"].as_str().expect("secret").to_owned();
+    let id = k["key"]["id"].as_str().expect("id").to_owned();
+    assert!(secret.starts_with("acme_test_"));
+    assert_eq!(
+        k["key"]["scopes"],
+        serde_json::json!(["invoices:read", "invoices:write"])
+    );
+    assert!(!err.contains(&secret), "the secret is never logged");
+
+    let (ok, out, _) = run(&dir, &["key", "list", "--tenant", "acme"]);
+    assert!(ok);
+    assert!(
+        out.contains(&id) && out.contains("ID") && !out.contains(&secret),
+        "{out}"
+    );
+
+    let (ok, out, _) = run(
+        &dir,
+        &[
+            "--output",
+            "json",
+            "key",
+            "roll",
+            "--tenant",
+            "acme",
+            &id,
+            "--grace-seconds",
+            "0",
+        ],
+    );
+    assert!(ok);
+    let r: Value = serde_json::from_str(&out).expect("json");
+    assert_ne!(r["secret"].as_str(), Some(secret.as_str()));
+
+    let (ok, out, _) = run(
+        &dir,
+        &["--output", "json", "key", "revoke", "--tenant", "acme", &id],
+    );
+    assert!(ok);
+    assert!(serde_json::from_str::<Value>(&out).expect("json")["revoked_at"].is_string());
+
+    // Table output prints the secret once, after the record.
+    let (ok, out, _) = run(
+        &dir,
+        &[
+            "admin-key",
+            "create",
+            "--name",
+            "ops",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "keys:read",
+        ],
+    );
+    assert!(ok);
+    assert!(
+        out.contains("Secret (shown once") && out.contains("pc_admin_"),
+        "{out}"
+    );
+
+    // Errors: stable code on stderr, non-zero exit, nothing written.
+    let (ok, _, err) = run(&dir, &["tenant", "create", "--id", "Bad!", "--name", "x"]);
+    assert!(!ok);
+    assert!(err.contains("invalid_tenant_id"), "{err}");
+    let (ok, _, err) = run(
+        &dir,
+        &[
+            "key",
+            "show",
+            "--tenant",
+            "globex",
+            "key_01jf0000000000000000000000",
+        ],
+    );
+    assert!(!ok && err.contains("not_found"), "{err}");
+    let (ok, _, err) = run(
+        &dir,
+        &[
+            "admin-key",
+            "create",
+            "--name",
+            "x",
+            "--scopes",
+            "invoices:read",
+        ],
+    );
+    assert!(!ok && err.contains("invalid_admin_scope"), "{err}");
+    let (ok, out, _) = run(&dir, &["--output", "json", "tenant", "list"]);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .expect("json")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn first_serve_prints_the_root_key_once_and_serves() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let start = |dir: &std::path::Path| {
+        bin()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve")
+    };
+    let mut child = start(&dir);
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut addr = None;
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        log.push_str(&line);
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v["message"] == "portcullis listening" {
+                addr = v["addr"].as_str().map(str::to_owned);
+                break;
+            }
+        }
+    }
+    let addr = addr.expect("server announced its address");
+    let health = std::net::TcpStream::connect(&addr).is_ok();
+    assert!(health, "listening on {addr}");
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("created the root admin key"), "{stdout}");
+    let secret = stdout
+        .lines()
+        .find(|l| l.starts_with("pc_admin_"))
+        .expect("secret line")
+        .to_owned();
+    assert!(
+        !log.contains(&secret),
+        "the root key is not in the log stream"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("pepper"))
+            .expect("pepper")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "pepper file is private");
+    }
+    // The second start creates no new root key.
+    let mut child = start(&dir);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("root admin key"));
+}
