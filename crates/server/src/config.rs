@@ -106,6 +106,10 @@ impl Default for LogConfig {
     }
 }
 
+/// `PORTCULLIS_*` variables that are not configuration keys: the config file path, and switches
+/// of the test and benchmark tooling.
+const NOT_CONFIG: &[&str] = &["config", "require_services", "test_", "bench_"];
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -129,7 +133,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("PORTCULLIS_").split("__"));
+        fig = fig.merge(
+            Env::prefixed("PORTCULLIS_")
+                .filter(|k| !NOT_CONFIG.iter().any(|p| k.as_str().starts_with(p)))
+                .split("__"),
+        );
         let cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
