@@ -174,6 +174,24 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
         )
         .await;
     assert_eq!(st, 403, "a bound key cannot change its own tenant's status");
+    let (st, _) = s
+        .json(
+            Method::PATCH,
+            "/v1/tenants/tenant-a",
+            &a_admin,
+            Some(json!({"max_key_lifetime_seconds": null})),
+        )
+        .await;
+    assert_eq!(st, 403, "nor loosen its key lifetime limit");
+    let (st, t) = s
+        .json(
+            Method::PATCH,
+            "/v1/tenants/tenant-a",
+            &a_admin,
+            Some(json!({"name": "A renamed"})),
+        )
+        .await;
+    assert_eq!((st, t["name"].as_str()), (200, Some("A renamed")));
 
     let after = snapshot(&s).await;
     assert_eq!(before, after, "tenant B unchanged");
