@@ -49,6 +49,20 @@ pub struct PageRequest {
     pub limit: u32,
 }
 
+/// The largest page a backend returns, whatever was asked (the HTTP API allows less).
+pub const MAX_STORE_PAGE_SIZE: u32 = 1000;
+
+impl PageRequest {
+    /// The page size a backend uses: `limit`, where 0 means
+    /// [`portcullis_core::limits::DEFAULT_PAGE_SIZE`], capped at [`MAX_STORE_PAGE_SIZE`].
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => portcullis_core::limits::DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_STORE_PAGE_SIZE),
+        }
+    }
+}
+
 /// A page of items, in id (= creation) order, and the cursor of the next page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
@@ -85,6 +99,15 @@ pub struct Rolled {
 pub type Edit<'a, T> = Box<dyn FnOnce(&mut T) -> Result<(), ValidationError> + Send + 'a>;
 
 /// The storage of tenants, keys and admin keys.
+///
+/// Rules every backend follows (the conformance suite checks them):
+/// - lists are in id order; `next_cursor` is the last id of a page when more items follow, and
+///   `None` on the last page;
+/// - `update_*` edits cannot change what identifies a record: a tenant keeps its `id`,
+///   `key_prefix` and `created_at`; a key keeps its `id`, `tenant_id`, `environment`, `hint`,
+///   `created_at`, `revoked_at` and `last_used_at` (those change only through `roll_key`,
+///   `revoke_key` and `touch_keys`);
+/// - an edit that returns an error writes nothing.
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
     /// Is the store reachable?
@@ -107,8 +130,12 @@ pub trait Store: Send + Sync + Debug {
         page: &PageRequest,
     ) -> Result<Page<ApiKey>>;
     /// Reads, edits and writes a key in one transaction.
-    async fn update_key(&self, tenant: &TenantId, id: &str, edit: Edit<'_, ApiKey>)
-    -> Result<ApiKey>;
+    async fn update_key(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        edit: Edit<'_, ApiKey>,
+    ) -> Result<ApiKey>;
     /// Gives the key a new secret (`new_hash`, shown as `new_hint`). Secrets in use until now stop
     /// working at `old_secret_expires_at` (earlier expiries are kept). [`StoreError::Revoked`] for a
     /// revoked key.
@@ -121,19 +148,24 @@ pub trait Store: Send + Sync + Debug {
         old_secret_expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<Rolled>;
-    /// Revokes a key (idempotent: the first revocation time is kept).
+    /// Revokes a key (idempotent: the first revocation time is kept). The first revocation also
+    /// sets `updated_at` to `now`.
     async fn revoke_key(&self, tenant: &TenantId, id: &str, now: OffsetDateTime) -> Result<ApiKey>;
-    /// Every hash that resolves to the key (current and rolled secrets).
+    /// Every hash that resolves to the key (current and rolled secrets). [`StoreError::NotFound`]
+    /// (or an empty list) for a key that does not exist in `tenant`.
     async fn key_hashes(&self, tenant: &TenantId, id: &str) -> Result<Vec<KeyHash>>;
     /// Resolves a presented key's hash.
     async fn find_key(&self, hash: &KeyHash) -> Result<Option<KeyMatch>>;
-    /// Records last use of keys (batched by the caller). Unknown ids are ignored.
+    /// Records last use of keys (batched by the caller): API keys and admin keys alike, by id.
+    /// Unknown ids are ignored; `last_used_at` never moves backwards; `updated_at` is untouched.
     async fn touch_keys(&self, used: &[(String, OffsetDateTime)]) -> Result<()>;
 
     /// Stores a new admin key. [`StoreError::NotFound`] if it is bound to a missing tenant.
     async fn create_admin_key(&self, key: &AdminKey, hash: &KeyHash) -> Result<()>;
     async fn find_admin_key(&self, hash: &KeyHash) -> Result<Option<AdminKey>>;
     async fn list_admin_keys(&self) -> Result<Vec<AdminKey>>;
+    /// Revokes an admin key (idempotent: the first revocation time is kept).
     async fn revoke_admin_key(&self, id: &str, now: OffsetDateTime) -> Result<AdminKey>;
+    /// Admin keys stored, revoked ones included.
     async fn count_admin_keys(&self) -> Result<u64>;
 }
