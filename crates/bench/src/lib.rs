@@ -1,0 +1,15 @@
+//! Benchmark tools for portcullis: an axum hello-world baseline (`bench-hello`), a closed- or
+//! open-loop HTTP/1.1 keep-alive load generator (`bench-load`) and a seeder that fills a data
+//! directory with keys for the cache-miss measurement (`bench-seed`).
+//!
+//! `bench/verify.sh` at the repository root drives them; `docs/benchmarks.md` has the method
+//! and the figures.
+#![forbid(unsafe_code)]
+
+pub mod cpu;
+pub mod hello;
+pub mod http1;
+pub mod latency;
+pub mod load;
+pub mod report;
+pub mod rng;
