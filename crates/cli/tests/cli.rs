@@ -192,11 +192,11 @@ fn first_serve_prints_the_root_key_once_and_serves() {
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         log.push_str(&line);
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if v["message"] == "portcullis listening" {
-                addr = v["addr"].as_str().map(str::to_owned);
-                break;
-            }
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "portcullis listening"
+        {
+            addr = v["addr"].as_str().map(str::to_owned);
+            break;
         }
     }
     let addr = addr.expect("server announced its address");

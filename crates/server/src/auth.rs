@@ -171,14 +171,14 @@ impl FromRequestParts<AppState> for Admin {
         if admin.revoked_at.is_some_and(|r| r <= state.clock.now()) {
             return Err(reject("revoked"));
         }
-        if let (Some(t), Some(bound)) = (&tenant, &admin.tenant_id) {
-            if t != bound {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "tenant_mismatch",
-                    "X-Tenant-Id does not match the key's tenant",
-                ));
-            }
+        if let (Some(t), Some(bound)) = (&tenant, &admin.tenant_id)
+            && t != bound
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_mismatch",
+                "X-Tenant-Id does not match the key's tenant",
+            ));
         }
         Ok(Admin { key: admin })
     }

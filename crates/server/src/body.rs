@@ -130,19 +130,15 @@ mod tests {
         let secret = "sk_live_ThisMustNeverBeEchoedBack000000000000";
         let e =
             parse::<CreateKey>(format!(r#"{{"name": 5, "environment": "{secret}"}}"#).as_bytes())
-                .err()
-                .expect("error");
+                .expect_err("error");
         assert_eq!(e.code, "invalid_request");
         assert!(!e.message.contains(secret));
-        let e = parse::<CreateKey>(format!(r#"{{"{secret}": 1}}"#).as_bytes())
-            .err()
-            .expect("error");
+        let e = parse::<CreateKey>(format!(r#"{{"{secret}": 1}}"#).as_bytes()).expect_err("error");
         assert!(!e.message.contains(secret));
         let e = parse::<CreateKey>(br#"{"name":"x","environment":"live","bogus":1}"#)
-            .err()
-            .expect("error");
+            .expect_err("error");
         assert_eq!(e.message, "unknown field `bogus`");
-        let e = parse::<CreateKey>(b"{nope").err().expect("error");
+        let e = parse::<CreateKey>(b"{nope").expect_err("error");
         assert_eq!(e.code, "invalid_json");
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(

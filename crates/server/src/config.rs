@@ -44,7 +44,7 @@ pub struct CacheConfig {
     pub negative_ttl_seconds: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// Maximum lifetime of live keys (seconds), for every tenant.
@@ -84,15 +84,6 @@ impl Default for CacheConfig {
             capacity: 100_000,
             ttl_seconds: 60,
             negative_ttl_seconds: 10,
-        }
-    }
-}
-
-impl Default for KeysConfig {
-    fn default() -> Self {
-        Self {
-            max_live_lifetime_seconds: None,
-            max_test_lifetime_seconds: None,
         }
     }
 }

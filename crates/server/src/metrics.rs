@@ -51,13 +51,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("portcullis");
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                    1.0,
-                ]
-                .into_iter(),
-            )
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ])
         });
         let verify_decisions = Family::<CodeLabel, Counter>::default();
         let auth_failures = Family::<CodeLabel, Counter>::default();

@@ -1,6 +1,6 @@
 //! Cursor pagination: `?cursor=<id of the last item>&limit=N`, answered as
 //! `{"data": [...], "next_cursor": "…" | null}`.
-use portcullis_core::{ids, limits};
+use portcullis_core::{ids, limits, tenant::TenantId};
 use portcullis_store::{Page, PageRequest};
 use serde::Serialize;
 
@@ -12,15 +12,16 @@ pub fn request(
     cursor: Option<String>,
     limit: Option<u32>,
 ) -> Result<PageRequest, ApiError> {
-    if let Some(c) = &cursor {
-        if !ids::is_id(kind, c)
-            && !(kind == "tenant" && portcullis_core::tenant::TenantId::parse(c).is_ok())
-        {
-            return Err(ApiError::bad_request(
-                "invalid_cursor",
-                "the cursor is malformed",
-            ));
-        }
+    // Tenants page by their id (a slug); everything else by its generated id.
+    let well_formed = |c: &str| match kind {
+        "tenant" => TenantId::parse(c).is_ok(),
+        _ => ids::is_id(kind, c),
+    };
+    if cursor.as_deref().is_some_and(|c| !well_formed(c)) {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is malformed",
+        ));
     }
     let limit = limit.unwrap_or(limits::DEFAULT_PAGE_SIZE);
     if !(1..=limits::MAX_PAGE_SIZE).contains(&limit) {

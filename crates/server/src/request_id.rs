@@ -35,7 +35,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| well_formed(v))
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(portcullis_core::ids::new_id("req")));
+        .unwrap_or_else(|| Arc::from(portcullis_core::ids::new_unordered_id("req")));
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(HEADER.clone(), v);
     }
