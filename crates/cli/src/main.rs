@@ -282,6 +282,27 @@ async fn serve_command(config: Config) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("server error: {e}")))
 }
 
+/// Reads every page of a listing.
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Failure>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = portcullis_store::Result<portcullis_store::Page<T>>>,
+{
+    let mut all = Vec::new();
+    let mut page = PageRequest {
+        after: None,
+        limit: 100,
+    };
+    loop {
+        let p = fetch(page.clone()).await?;
+        all.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.after = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
 fn tenant_id(s: &str) -> Result<TenantId, Failure> {
     TenantId::parse(s).map_err(|e| Failure::Api(e.into()))
 }
@@ -349,19 +370,7 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
             out.one(&t);
         }
         TenantCmd::List => {
-            let mut all = Vec::new();
-            let mut page = PageRequest {
-                after: None,
-                limit: 100,
-            };
-            loop {
-                let p = ctx.store.list_tenants(&page).await?;
-                all.extend(p.items);
-                match p.next_cursor {
-                    Some(c) => page.after = Some(c),
-                    None => break,
-                }
-            }
+            let all = all_pages(|page| async move { ctx.store.list_tenants(&page).await }).await?;
             out.list(
                 &all,
                 &[
@@ -422,19 +431,10 @@ async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), Failure> {
                 revoked,
                 external_id: None,
             };
-            let mut all = Vec::new();
-            let mut page = PageRequest {
-                after: None,
-                limit: 100,
-            };
-            loop {
-                let p = ctx.store.list_keys(&t, &filter, &page).await?;
-                all.extend(p.items);
-                match p.next_cursor {
-                    Some(c) => page.after = Some(c),
-                    None => break,
-                }
-            }
+            let filter = &filter;
+            let t = &t;
+            let all = all_pages(|page| async move { ctx.store.list_keys(t, filter, &page).await })
+                .await?;
             out.list(
                 &all,
                 &[
