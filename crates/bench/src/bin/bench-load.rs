@@ -69,11 +69,13 @@ fn labels(args: &Args) -> Result<serde_json::Map<String, Value>, String> {
         let (k, v) = l
             .split_once('=')
             .ok_or_else(|| format!("bad label {l:?}: expected key=value"))?;
-        let value = v
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map_or_else(|| Value::String(v.to_owned()), Value::Number);
+        let value = if let Ok(i) = v.parse::<i64>() {
+            Value::from(i)
+        } else if let Some(n) = v.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            Value::Number(n)
+        } else {
+            Value::String(v.to_owned())
+        };
         out.insert(k.to_owned(), value);
     }
     Ok(out)
