@@ -120,6 +120,9 @@ fn throughput(s: &mut String, runs: &[Value]) {
         "Median ratio candidate / baseline: **{}** (goal ≥ {GOAL_RATIO:.2}: {verdict}).\n",
         fmt(median_ratio, 3)
     );
+    for w in saturation_warnings(&base, &cand) {
+        let _ = writeln!(s, "Warning: {w}\n");
+    }
     let _ = writeln!(s, "Latency under that load (median over rounds):\n");
     let _ = writeln!(s, "| target | p50 µs | p99 µs | p99.9 µs |");
     let _ = writeln!(s, "|---|---:|---:|---:|");
@@ -136,6 +139,43 @@ fn throughput(s: &mut String, runs: &[Value]) {
         );
     }
     s.push('\n');
+}
+
+/// Below this share of its core a server was not the bottleneck of a closed-loop run.
+const SERVER_SATURATED: f64 = 0.90;
+/// Above this share of its core the load generator may have been the bottleneck.
+const CLIENT_SATURATED: f64 = 0.90;
+
+/// Why a closed-loop run may not have measured the server's capacity.
+fn saturation_warnings(base: &[&Value], cand: &[&Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, set) in [("baseline", base), ("candidate", cand)] {
+        let rounds = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
+            set.iter()
+                .filter(|v| pred(v))
+                .map(|v| fmt(num(v, "round"), 0))
+                .collect()
+        };
+        let idle = rounds(&|v| num(v, "server_cpu").is_some_and(|c| c < SERVER_SATURATED));
+        if !idle.is_empty() {
+            out.push(format!(
+                "the {name} server used less than {:.0}% of its core in round(s) {}: it was \
+                 not saturated (another process or the load generator held it back).",
+                SERVER_SATURATED * 100.0,
+                idle.join(", ")
+            ));
+        }
+        let busy = rounds(&|v| num(v, "client_cpu").is_some_and(|c| c > CLIENT_SATURATED));
+        if !busy.is_empty() {
+            out.push(format!(
+                "the load generator used more than {:.0}% of its core against the {name} in \
+                 round(s) {}: that figure may be the load generator's limit.",
+                CLIENT_SATURATED * 100.0,
+                busy.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 fn fixed_rate(s: &mut String, runs: &[Value]) {
@@ -247,6 +287,21 @@ mod tests {
         let md = markdown(&runs);
         assert!(md.contains("**0.700**"), "{md}");
         assert!(md.contains("not met"), "{md}");
+        assert!(!md.contains("Warning"), "{md}");
+    }
+
+    #[test]
+    fn warns_when_a_run_did_not_saturate_the_server() {
+        let runs = vec![
+            json!({"phase":"throughput","target":"baseline","round":1,"rps":100.0,"server_cpu":0.99,"client_cpu":0.97}),
+            json!({"phase":"throughput","target":"candidate","round":1,"rps":90.0,"server_cpu":0.5,"client_cpu":0.4}),
+        ];
+        let md = markdown(&runs);
+        assert!(
+            md.contains("Warning: the candidate server used less than 90%"),
+            "{md}"
+        );
+        assert!(md.contains("Warning: the load generator used more than 90% of its core against the baseline in round(s) 1"), "{md}");
     }
 
     #[test]
