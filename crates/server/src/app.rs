@@ -9,7 +9,7 @@ use axum::{
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{auth, error, health, keys, metrics, request_id, state::AppState, tenants, verify};
+use crate::{error, health, keys, metrics, request_id, state::AppState, tenants, verify};
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error::ApiError::internal("handler panicked").into_response()
@@ -43,7 +43,6 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(from_fn(auth::url_guard))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn(request_id::layer))
         .with_state(state)

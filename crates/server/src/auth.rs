@@ -6,9 +6,8 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, Request},
+    extract::FromRequestParts,
     http::{HeaderMap, HeaderName, StatusCode, header::AUTHORIZATION, request::Parts},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use portcullis_core::{
@@ -235,10 +234,9 @@ const KEY_PARAMS: &[&str] = &[
     "secret",
 ];
 
-/// Refuses requests that carry a key in the URL (a named parameter, or any value or path segment
-/// that is a well-formed key), before anything logs or routes them.
-pub async fn url_guard(req: Request, next: Next) -> Response {
-    let uri = req.uri();
+/// Does the URL carry a key (a named parameter, or any query value or path segment that is a
+/// well-formed key)? Such requests are refused before anything logs or routes them.
+pub fn key_in_url(uri: &axum::http::Uri) -> bool {
     let in_query = uri.query().is_some_and(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q).map_or(true, |pairs| {
             pairs.iter().any(|(k, v)| {
@@ -246,17 +244,19 @@ pub async fn url_guard(req: Request, next: Next) -> Response {
             })
         })
     });
-    let in_path =
-        uri.path().len() > key::BODY_LEN && uri.path().split('/').any(|s| key::parse(s).is_ok());
-    if in_query || in_path {
-        tracing::warn!("refused a request with an API key in the URL");
-        return ApiError::bad_request(
-            "api_key_in_query",
-            "API keys must not be sent in the URL; use Authorization: Bearer or X-API-Key, and roll the exposed key",
-        )
-        .into_response();
-    }
-    next.run(req).await
+    in_query
+        || (uri.path().len() > key::BODY_LEN
+            && uri.path().split('/').any(|s| key::parse(s).is_ok()))
+}
+
+/// The answer to a request with a key in its URL.
+pub fn key_in_url_response() -> Response {
+    tracing::warn!("refused a request with an API key in the URL");
+    ApiError::bad_request(
+        "api_key_in_query",
+        "API keys must not be sent in the URL; use Authorization: Bearer or X-API-Key, and roll the exposed key",
+    )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             status,
         })
         .inc();
-    tracing::debug!(route = %route, status, latency_us = elapsed.as_micros() as u64, "request");
+    tracing::debug!(method = %method, route = %route, status, latency_us = elapsed.as_micros() as u64, "request");
     resp
 }
 

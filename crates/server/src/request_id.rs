@@ -1,6 +1,10 @@
-//! Request ids: a well-formed incoming `X-Request-Id` is kept, otherwise one is generated. The id
-//! is returned in the response header, in every error body, and on every log line of the request.
-use std::sync::Arc;
+//! The edge of every request: its id (a well-formed incoming `X-Request-Id` is kept, otherwise
+//! one is generated; it is returned in the response header, in every error body, and on every log
+//! line of the request), and the refusal of keys sent in the URL.
+use std::sync::{
+    Arc, LazyLock,
+    atomic::{AtomicU64, Ordering},
+};
 
 use axum::{
     extract::Request,
@@ -28,6 +32,16 @@ pub fn well_formed(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
+/// Generated ids: `req_` + a random prefix chosen at start + a counter. Unique per process start
+/// without shared locks or a random draw per request.
+fn generate() -> Arc<str> {
+    static PREFIX: LazyLock<String> =
+        LazyLock::new(|| portcullis_core::ids::new_unordered_id("req")[..18].to_owned());
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Arc::from(format!("{}{n:010x}", *PREFIX))
+}
+
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let id: Arc<str> = req
         .headers()
@@ -35,14 +49,19 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| well_formed(v))
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(portcullis_core::ids::new_unordered_id("req")));
+        .unwrap_or_else(generate);
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(HEADER.clone(), v);
     }
-    // The span names the path, never the query string (which may hold a misplaced key).
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let header = HeaderValue::from_str(&id).ok();
-    let mut resp = CURRENT.scope(id, next.run(req).instrument(span)).await;
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = if crate::auth::key_in_url(req.uri()) {
+        let _enter = span.enter();
+        CURRENT.sync_scope(id, crate::auth::key_in_url_response)
+    } else {
+        // The method and path go to the per-request debug line, never the query string.
+        CURRENT.scope(id, next.run(req).instrument(span)).await
+    };
     if let Some(h) = header {
         resp.headers_mut().insert(HEADER.clone(), h);
     }

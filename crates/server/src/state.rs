@@ -6,8 +6,20 @@ use portcullis_store::Store;
 
 use crate::{cache::KeyCache, config::Config, metrics::Metrics, usage::UsageRecorder};
 
+/// Shared server state: one reference count per clone (axum clones it for every extractor).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub pepper: Arc<Pepper>,
     pub clock: Arc<dyn Clock>,
@@ -25,7 +37,7 @@ impl AppState {
         pepper: Pepper,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             store,
             pepper: Arc::new(pepper),
             clock,
@@ -34,7 +46,7 @@ impl AppState {
             usage: UsageRecorder::default(),
             policy: config.key_policy(),
             max_body_bytes: config.max_body_bytes,
-        }
+        }))
     }
 
     /// The context of a change made through the API.
