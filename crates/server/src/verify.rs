@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use axum::{Json, extract::State};
 use portcullis_core::{
-    OffsetDateTime,
+    ExposeSecret, OffsetDateTime, SecretString,
     decision::{self, DecisionCode, Requirements, Subject},
     scope::{self, Scope},
     tenant::{Environment, TenantId},
@@ -25,7 +25,8 @@ use crate::{
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    pub key: String,
+    /// Held in a redacting, zeroizing type like every secret.
+    pub key: SecretString,
     #[serde(default)]
     pub tenant: Option<String>,
     #[serde(default)]
@@ -101,7 +102,7 @@ pub async fn verify(
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid_ip", "ip is not an IPv4 or IPv6 address"))?;
     let now = state.clock.now();
-    let resolved = auth::resolve(&state, &req.key).await?;
+    let resolved = auth::resolve(&state, req.key.expose_secret()).await?;
     let cached = match &resolved {
         Resolved::Key(k) => Some(k.clone()),
         _ => None,
