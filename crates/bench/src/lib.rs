@@ -12,4 +12,3 @@ pub mod http1;
 pub mod latency;
 pub mod load;
 pub mod report;
-pub mod rng;

@@ -15,7 +15,7 @@ use std::{
 };
 
 use clap::Parser;
-use portcullis_bench::{latency, rng::SplitMix64};
+use portcullis_bench::latency;
 use portcullis_core::{
     ExposeSecret, OffsetDateTime,
     clock::whole_seconds,
@@ -26,6 +26,7 @@ use portcullis_core::{
 };
 use portcullis_sqlite::SqliteStore;
 use portcullis_store::Store;
+use rand::{Rng, SeedableRng, rngs::SmallRng, seq::SliceRandom};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -97,7 +98,7 @@ async fn seed(
     args: &Args,
     store: &SqliteStore,
     pepper: &Pepper,
-    rng: &mut SplitMix64,
+    rng: &mut SmallRng,
 ) -> Result<Vec<String>, AnyError> {
     let now = whole_seconds(OffsetDateTime::now_utc());
     let tenant = tenant(store, &args.tenant, now).await?;
@@ -119,7 +120,7 @@ async fn seed(
         if sample.len() < args.sample {
             sample.push(secret.to_owned());
         } else {
-            let j = rng.below(i + 1) as usize;
+            let j = rng.random_range(0..=i) as usize;
             if j < args.sample {
                 sample[j] = secret.to_owned();
             }
@@ -166,11 +167,11 @@ async fn time_lookups(
     pepper: &Pepper,
     sample: &[String],
     lookups: usize,
-    rng: &mut SplitMix64,
+    rng: &mut SmallRng,
 ) -> Result<serde_json::Value, AnyError> {
     let store = SqliteStore::open(db).await?;
     let mut hashes: Vec<KeyHash> = sample.iter().map(|s| pepper.hash(s)).collect();
-    rng.shuffle(&mut hashes);
+    hashes.shuffle(rng);
     if hashes.is_empty() || lookups == 0 {
         return Ok(json!({"lookups": 0}));
     }
@@ -198,7 +199,7 @@ async fn run(args: Args) -> Result<serde_json::Value, AnyError> {
     let db = args.data_dir.join("portcullis.db");
     let mut rng = args
         .seed
-        .map_or_else(SplitMix64::from_time, SplitMix64::new);
+        .map_or_else(SmallRng::from_os_rng, SmallRng::seed_from_u64);
     let started = Instant::now();
     let store = SqliteStore::open(&db).await?;
     let sample = seed(&args, &store, &pepper, &mut rng).await?;
