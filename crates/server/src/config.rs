@@ -101,6 +101,12 @@ impl Default for LogConfig {
 /// of the test and benchmark tooling.
 const NOT_CONFIG: &[&str] = &["config", "require_services", "test_", "bench_"];
 
+/// Is `PORTCULLIS_{name}` a configuration variable (`name` as found, in any case)?
+fn is_config_var(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    !NOT_CONFIG.iter().any(|p| name.starts_with(p))
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -126,7 +132,7 @@ impl Config {
         }
         fig = fig.merge(
             Env::prefixed("PORTCULLIS_")
-                .filter(|k| !NOT_CONFIG.iter().any(|p| k.as_str().starts_with(p)))
+                .filter(|k| is_config_var(k.as_str()))
                 .split("__"),
         );
         let cfg: Config = fig
@@ -183,6 +189,16 @@ mod tests {
         let c = Config::default();
         assert!(c.listen.ip().is_loopback());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn tooling_variables_are_not_configuration() {
+        for tooling in ["REQUIRE_SERVICES", "CONFIG", "TEST_PG_URL", "bench_rounds"] {
+            assert!(!is_config_var(tooling), "{tooling}");
+        }
+        for config in ["LISTEN", "CACHE__CAPACITY", "log__level"] {
+            assert!(is_config_var(config), "{config}");
+        }
     }
 
     #[test]
