@@ -11,6 +11,22 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{error, health, keys, metrics, request_id, state::AppState, tenants, verify};
 
+const TENANTS: &str = "/v1/tenants";
+const TENANT: &str = "/v1/tenants/{tenant}";
+const KEYS: &str = "/v1/tenants/{tenant}/keys";
+const KEY: &str = "/v1/tenants/{tenant}/keys/{key_id}";
+const KEY_ROLL: &str = "/v1/tenants/{tenant}/keys/{key_id}/roll";
+const KEY_REVOKE: &str = "/v1/tenants/{tenant}/keys/{key_id}/revoke";
+const VERIFY: &str = "/v1/verify";
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+
+/// Every route template; the metrics label requests by these.
+pub const ROUTES: [&str; 10] = [
+    TENANTS, TENANT, KEYS, KEY, KEY_ROLL, KEY_REVOKE, VERIFY, HEALTHZ, READYZ, METRICS,
+];
+
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error::ApiError::internal("handler panicked").into_response()
 }
@@ -18,28 +34,16 @@ fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route(
-            "/v1/tenants/{tenant}",
-            get(tenants::get).patch(tenants::update),
-        )
-        .route(
-            "/v1/tenants/{tenant}/keys",
-            post(keys::create).get(keys::list),
-        )
-        .route(
-            "/v1/tenants/{tenant}/keys/{key_id}",
-            get(keys::get).patch(keys::update),
-        )
-        .route("/v1/tenants/{tenant}/keys/{key_id}/roll", post(keys::roll))
-        .route(
-            "/v1/tenants/{tenant}/keys/{key_id}/revoke",
-            post(keys::revoke),
-        )
-        .route("/v1/verify", post(verify::verify))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::handler))
+        .route(TENANTS, post(tenants::create).get(tenants::list))
+        .route(TENANT, get(tenants::get).patch(tenants::update))
+        .route(KEYS, post(keys::create).get(keys::list))
+        .route(KEY, get(keys::get).patch(keys::update))
+        .route(KEY_ROLL, post(keys::roll))
+        .route(KEY_REVOKE, post(keys::revoke))
+        .route(VERIFY, post(verify::verify))
+        .route(HEALTHZ, get(health::healthz))
+        .route(READYZ, get(health::readyz))
+        .route(METRICS, get(metrics::handler))
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -1,7 +1,7 @@
 //! Prometheus metrics, served at `GET /metrics` in the text exposition format.
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::header,
+    http::{Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -15,14 +15,14 @@ use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
     pub status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: String,
+    pub route: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,34 +110,53 @@ impl Metrics {
     }
 }
 
+/// The label of a matched route: one of the router's templates (no allocation per request, and
+/// the label set stays bounded).
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    path.and_then(|p| crate::app::ROUTES.iter().find(|r| **r == p.as_str()))
+        .copied()
+        .unwrap_or("other")
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Counts every request by its route template (never the raw path, which would explode labels).
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = route_label(req.extensions().get::<MatchedPath>());
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
-    state
-        .metrics
-        .http_duration
-        .get_or_create(&RouteLabel {
-            route: route.clone(),
-        })
+    let m = &state.metrics;
+    m.http_duration
+        .get_or_create(&RouteLabel { route })
         .observe(elapsed.as_secs_f64());
-    state
-        .metrics
-        .http_requests
+    m.http_requests
         .get_or_create(&HttpLabels {
-            route: route.clone(),
-            method: method.clone(),
+            route,
+            method,
             status,
         })
         .inc();
-    tracing::debug!(method = %method, route = %route, status, latency_us = elapsed.as_micros() as u64, "request");
+    tracing::debug!(
+        method,
+        route,
+        status,
+        latency_us = elapsed.as_micros() as u64,
+        "request"
+    );
     resp
 }
 
