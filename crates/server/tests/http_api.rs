@@ -758,3 +758,32 @@ impl Now for portcullis_testkit::TestServer {
         self.clock.now()
     }
 }
+
+#[tokio::test]
+async fn store_failures_reveal_nothing_internal() {
+    let s = spawn().await;
+    s.tenant("acme").await;
+    // Warm the admin key into the cache, then take the store away.
+    let (st, _) = s
+        .json(Method::GET, "/v1/tenants/acme", &s.root_secret, None)
+        .await;
+    assert_eq!(st, 200);
+    s.store.close().await;
+    let (st, v) = s
+        .json(Method::GET, "/v1/tenants/acme", &s.root_secret, None)
+        .await;
+    assert_eq!((st, code(&v)), (500, "internal_error"), "{v}");
+    let text = v.to_string().to_lowercase();
+    for leak in ["sqlite", "pool", "sqlx", "closed", "database"] {
+        assert!(!text.contains(leak), "internal detail {leak:?} in {v}");
+    }
+    assert!(v["error"]["request_id"].is_string());
+    let r = s.client.get(s.url("/readyz")).send().await.expect("send");
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        code(&r.json::<Value>().await.expect("json")),
+        "service_unavailable"
+    );
+    let r = s.client.get(s.url("/healthz")).send().await.expect("send");
+    assert_eq!(r.status(), 200, "alive even when not ready");
+}
