@@ -139,6 +139,9 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Resolved, ApiErro
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub key: Arc<AdminKey>,
+    /// `X-Tenant-Id`, when sent: the request then acts on that tenant only (for a tenant-bound
+    /// key it has already been checked to be the key's own).
+    pub tenant_header: Option<TenantId>,
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -179,7 +182,10 @@ impl FromRequestParts<AppState> for Admin {
                 "X-Tenant-Id does not match the key's tenant",
             ));
         }
-        Ok(Admin { key: admin })
+        Ok(Admin {
+            key: admin,
+            tenant_header: tenant,
+        })
     }
 }
 
@@ -195,14 +201,21 @@ impl Admin {
         }
     }
 
-    /// Requires access to `tenant`: a tenant-bound key sees other tenants as not existing.
+    /// Requires access to `tenant`: a tenant-bound key sees other tenants as not existing, and a
+    /// request naming a tenant in `X-Tenant-Id` may not act on another one.
     pub fn tenant(&self, tenant: &str) -> Result<TenantId, ApiError> {
         let t = TenantId::parse(tenant).map_err(|_| ApiError::not_found())?;
-        if self.key.can_access(&t) {
-            Ok(t)
-        } else {
-            Err(ApiError::not_found())
+        if !self.key.can_access(&t) {
+            return Err(ApiError::not_found());
         }
+        if self.tenant_header.as_ref().is_some_and(|h| *h != t) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "tenant_mismatch",
+                "X-Tenant-Id names another tenant than the one in the path",
+            ));
+        }
+        Ok(t)
     }
 
     pub fn is_root(&self) -> bool {

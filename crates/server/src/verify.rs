@@ -88,11 +88,13 @@ pub async fn verify(
     JsonBody(req): JsonBody<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     admin.require("keys:verify")?;
-    let tenant = match (&req.tenant, &admin.key.tenant_id) {
-        (Some(t), _) => Some(admin.tenant(t)?),
-        // A tenant-bound admin key only ever verifies keys of its tenant.
-        (None, Some(bound)) => Some(bound.clone()),
-        (None, None) => None,
+    let tenant = match (&req.tenant, &admin.tenant_header, &admin.key.tenant_id) {
+        (Some(t), _, _) => Some(admin.tenant(t)?),
+        // X-Tenant-Id, or the key's own tenant: a tenant-bound admin key only ever verifies keys
+        // of its tenant.
+        (None, Some(h), _) => Some(h.clone()),
+        (None, None, Some(bound)) => Some(bound.clone()),
+        (None, None, None) => None,
     };
     let required = scope::parse_scopes(&req.scopes)?;
     let ip = req

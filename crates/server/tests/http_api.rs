@@ -787,3 +787,49 @@ async fn store_failures_reveal_nothing_internal() {
     let r = s.client.get(s.url("/healthz")).send().await.expect("send");
     assert_eq!(r.status(), 200, "alive even when not ready");
 }
+
+#[tokio::test]
+async fn x_tenant_id_scopes_a_request_to_one_tenant() {
+    let s = spawn().await;
+    s.tenant("acme").await;
+    s.tenant("globex").await;
+    let (_, globex_key) = s
+        .key("globex", json!({"name": "g", "environment": "live"}))
+        .await;
+    let get = |path: &'static str, tenant: &'static str| {
+        s.client
+            .get(s.url(path))
+            .bearer_auth(&s.root_secret)
+            .header("x-tenant-id", tenant)
+            .send()
+    };
+    assert_eq!(
+        get("/v1/tenants/acme", "acme")
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+    let r = get("/v1/tenants/globex", "acme").await.expect("send");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        code(&r.json::<Value>().await.expect("json")),
+        "tenant_mismatch"
+    );
+    let r = get("/v1/tenants/acme", "NOT A TENANT").await.expect("send");
+    assert_eq!(r.status(), 400);
+    // Verify with X-Tenant-Id requires the key to be of that tenant.
+    let r = s
+        .client
+        .post(s.url("/v1/verify"))
+        .bearer_auth(&s.root_secret)
+        .header("x-tenant-id", "acme")
+        .json(&json!({"key": globex_key}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["code"],
+        "TENANT_MISMATCH"
+    );
+}
