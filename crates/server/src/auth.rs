@@ -19,10 +19,11 @@ use portcullis_core::{
 };
 
 use crate::{
-    cache::{CachedKey, Entry},
+    cache::{CachedAdmin, CachedKey, Entry},
     error::ApiError,
     metrics::{CodeLabel, ResultLabel},
     state::AppState,
+    usage::TOUCH_EVERY_SECONDS,
 };
 
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -88,51 +89,36 @@ pub fn tenant_header(headers: &HeaderMap) -> Result<Option<TenantId>, ApiError> 
     }
 }
 
-/// What a presented secret resolves to.
-#[derive(Debug, Clone)]
-pub enum Resolved {
-    Key(Arc<CachedKey>),
-    Admin(Arc<AdminKey>),
-    /// Malformed, or well-formed but not stored.
-    Unknown,
-}
-
 /// Resolves a secret: format and checksum first (garbage never reaches the cache or the
 /// store), then the cache, then the store.
-pub async fn resolve(state: &AppState, secret: &str) -> Result<Resolved, ApiError> {
+pub async fn resolve(state: &AppState, secret: &str) -> Result<Entry, ApiError> {
     let Ok(parsed) = key::parse(secret) else {
-        return Ok(Resolved::Unknown);
+        return Ok(Entry::Unknown);
     };
     let hash = state.pepper.hash(secret);
     let lookups = &state.metrics.cache_lookups;
     if let Some(entry) = state.cache.get(&hash) {
         lookups.get_or_create(&ResultLabel { result: "hit" }).inc();
-        return Ok(match entry {
-            Entry::Key(k) => Resolved::Key(k),
-            Entry::Admin(a) => Resolved::Admin(a),
-            Entry::Unknown => Resolved::Unknown,
-        });
+        return Ok(entry);
     }
     lookups.get_or_create(&ResultLabel { result: "miss" }).inc();
     let epoch = state.cache.epoch();
-    let (entry, resolved) = match parsed.kind {
-        KeyKind::Admin => match state.store.find_admin_key(&hash).await? {
-            Some(a) => {
-                let a = Arc::new(a);
-                (Entry::Admin(a.clone()), Resolved::Admin(a))
-            }
-            None => (Entry::Unknown, Resolved::Unknown),
-        },
-        KeyKind::Tenant(_) => match state.store.find_key(&hash).await? {
-            Some(m) => {
-                let k = Arc::new(CachedKey::new(m));
-                (Entry::Key(k.clone()), Resolved::Key(k))
-            }
-            None => (Entry::Unknown, Resolved::Unknown),
-        },
+    let entry = match parsed.kind {
+        KeyKind::Admin => state
+            .store
+            .find_admin_key(&hash)
+            .await?
+            .map_or(Entry::Unknown, |a| {
+                Entry::Admin(Arc::new(CachedAdmin::new(a)))
+            }),
+        KeyKind::Tenant(_) => state
+            .store
+            .find_key(&hash)
+            .await?
+            .map_or(Entry::Unknown, |m| Entry::Key(Arc::new(CachedKey::new(m)))),
     };
-    state.cache.insert(hash, entry, epoch);
-    Ok(resolved)
+    state.cache.insert(hash, entry.clone(), epoch);
+    Ok(entry)
 }
 
 /// An authenticated admin key, extracted from the request headers.
@@ -165,14 +151,22 @@ impl FromRequestParts<AppState> for Admin {
             );
             ApiError::invalid_api_key()
         };
-        let admin = match resolve(state, secret.expose_secret()).await? {
-            Resolved::Admin(a) => a,
-            Resolved::Key(_) => return Err(reject("not_an_admin_key")),
-            Resolved::Unknown => return Err(reject("unknown_or_malformed")),
+        let cached = match resolve(state, secret.expose_secret()).await? {
+            Entry::Admin(a) => a,
+            Entry::Key(_) => return Err(reject("not_an_admin_key")),
+            Entry::Unknown => return Err(reject("unknown_or_malformed")),
         };
-        if admin.revoked_at.is_some_and(|r| r <= state.clock.now()) {
+        let now = state.clock.now();
+        if cached.key.revoked_at.is_some_and(|r| r <= now) {
             return Err(reject("revoked"));
         }
+        if cached
+            .used
+            .should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS)
+        {
+            state.usage.record(&cached.key.id, now);
+        }
+        let admin = cached.key.clone();
         if let (Some(t), Some(bound)) = (&tenant, &admin.tenant_id)
             && t != bound
         {

@@ -14,42 +14,69 @@ use std::{
 };
 
 use moka::{Expiry, sync::Cache};
-use portcullis_core::{hash::KeyHash, model::AdminKey, tenant::TenantId};
+use portcullis_core::{OffsetDateTime, hash::KeyHash, model::AdminKey, tenant::TenantId};
 use portcullis_store::KeyMatch;
 
 use crate::config::CacheConfig;
 
-/// A cached tenant key, with the time it was last reported as used (unix seconds).
+/// When a cached credential was last reported as used (unix seconds), so that uses are reported
+/// at most once per interval without touching the store on the request path.
 #[derive(Debug)]
-pub struct CachedKey {
-    pub found: KeyMatch,
-    pub last_touch: AtomicI64,
-}
+pub struct UseMarker(AtomicI64);
 
-impl CachedKey {
-    pub fn new(found: KeyMatch) -> Self {
-        let last = found.key.last_used_at.map_or(0, |t| t.unix_timestamp());
-        Self {
-            found,
-            last_touch: AtomicI64::new(last),
-        }
+impl UseMarker {
+    pub fn new(last_used: Option<OffsetDateTime>) -> Self {
+        Self(AtomicI64::new(last_used.map_or(0, |t| t.unix_timestamp())))
     }
 
     /// `true` if this use should be reported (at most once per `every` seconds per entry).
     pub fn should_touch(&self, now: i64, every: i64) -> bool {
-        let last = self.last_touch.load(Ordering::Relaxed);
+        let last = self.0.load(Ordering::Relaxed);
         now - last >= every
             && self
-                .last_touch
+                .0
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
 }
 
+/// A cached tenant key.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub found: KeyMatch,
+    pub used: UseMarker,
+}
+
+impl CachedKey {
+    pub fn new(found: KeyMatch) -> Self {
+        let used = UseMarker::new(found.key.last_used_at);
+        Self { found, used }
+    }
+}
+
+/// A cached admin key.
+#[derive(Debug)]
+pub struct CachedAdmin {
+    pub key: Arc<AdminKey>,
+    pub used: UseMarker,
+}
+
+impl CachedAdmin {
+    pub fn new(key: AdminKey) -> Self {
+        let used = UseMarker::new(key.last_used_at);
+        Self {
+            key: Arc::new(key),
+            used,
+        }
+    }
+}
+
+/// What a presented secret resolves to.
 #[derive(Debug, Clone)]
 pub enum Entry {
     Key(Arc<CachedKey>),
-    Admin(Arc<AdminKey>),
+    Admin(Arc<CachedAdmin>),
+    /// Malformed, or well-formed but not stored.
     Unknown,
 }
 
@@ -57,7 +84,7 @@ impl Entry {
     fn tenant(&self) -> Option<&TenantId> {
         match self {
             Entry::Key(k) => Some(&k.found.key.tenant_id),
-            Entry::Admin(a) => a.tenant_id.as_ref(),
+            Entry::Admin(a) => a.key.tenant_id.as_ref(),
             Entry::Unknown => None,
         }
     }

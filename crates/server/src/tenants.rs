@@ -43,7 +43,12 @@ pub async fn list(
 ) -> Result<Json<PageBody<Tenant>>, ApiError> {
     admin.require("tenants:read")?;
     let req = page::request("tenant", q.cursor, q.limit)?;
-    let page = match admin.key.tenant_id.as_ref().or(admin.tenant_header.as_ref()) {
+    let page = match admin
+        .key
+        .tenant_id
+        .as_ref()
+        .or(admin.tenant_header.as_ref())
+    {
         None => state.store.list_tenants(&req).await?,
         // A tenant-bound key (or a request with X-Tenant-Id) sees one tenant only.
         Some(t) => {

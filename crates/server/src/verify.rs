@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    auth::{self, Admin, Resolved},
+    auth::{self, Admin},
     body::JsonBody,
+    cache::Entry,
     error::ApiError,
     metrics::CodeLabel,
     state::AppState,
@@ -106,7 +107,7 @@ pub async fn verify(
     let now = state.clock.now();
     let resolved = auth::resolve(&state, req.key.expose_secret()).await?;
     let cached = match &resolved {
-        Resolved::Key(k) => Some(k.clone()),
+        Entry::Key(k) => Some(k.clone()),
         _ => None,
     };
     let subject = cached.as_ref().map(|k| Subject {
@@ -138,7 +139,10 @@ pub async fn verify(
         }
         (Some(k), code) => {
             let key = &k.found.key;
-            if code.is_valid() && k.should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS) {
+            if code.is_valid()
+                && k.used
+                    .should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS)
+            {
                 state.usage.record(&key.id, now);
             }
             if !code.is_valid() {
