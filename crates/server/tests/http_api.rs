@@ -743,7 +743,11 @@ async fn last_used_is_recorded_in_batches() {
     assert_eq!(after.last_used_at, Some(s.clock_now()));
     let admins = s.store.list_admin_keys().await.expect("admins");
     let root = admins.iter().find(|a| a.name == "root").expect("root");
-    assert_eq!(root.last_used_at, Some(s.clock_now()), "admin keys record use too");
+    assert_eq!(
+        root.last_used_at,
+        Some(s.clock_now()),
+        "admin keys record use too"
+    );
 }
 
 fn rfc(t: time::OffsetDateTime) -> String {
