@@ -327,19 +327,12 @@ async fn admin_key(ctx: Ctx<'_>, out: &Output, cmd: AdminKeyCmd) -> Result<(), F
             tenant,
             scopes,
         } => {
-            if let Some(t) = &tenant {
-                ops::load_tenant(ctx.store, &tenant_id(t)?).await?;
-            }
-            let new = CreateAdminKey {
+            let input = CreateAdminKey {
                 name,
                 tenant_id: tenant,
                 scopes,
-            }
-            .create(ctx.now)
-            .map_err(|e| Failure::Api(e.into()))?;
-            ctx.store
-                .create_admin_key(&new.key, &ctx.pepper.hash(new.secret.expose_secret()))
-                .await?;
+            };
+            let new = ops::create_admin_key(ctx.store, ctx.pepper, ctx.now, input).await?;
             out.created(
                 json!({"admin_key": new.key, "secret": new.secret.expose_secret()}),
                 new.secret.expose_secret(),

@@ -128,15 +128,12 @@ pub async fn ensure_root_admin(
     if store.count_admin_keys().await? > 0 {
         return Ok(None);
     }
-    let new = CreateAdminKey {
+    let root = CreateAdminKey {
         name: "root".into(),
         tenant_id: None,
         scopes: Vec::new(),
-    }
-    .create(clock.now())
-    .map_err(portcullis_store::StoreError::from)?;
-    store
-        .create_admin_key(&new.key, &pepper.hash(new.secret.expose_secret()))
-        .await?;
-    Ok(Some(new))
+    };
+    Ok(Some(
+        crate::ops::create_admin_key(store, pepper, clock.now(), root).await?,
+    ))
 }

@@ -5,10 +5,13 @@ use portcullis_core::{
     ExposeSecret, OffsetDateTime,
     hash::Pepper,
     model::{ApiKey, Tenant},
-    request::{self, CreateKey, CreateTenant, KeyPolicy, NewKey, RollKey, UpdateKey, UpdateTenant},
+    request::{
+        self, CreateAdminKey, CreateKey, CreateTenant, KeyPolicy, NewAdminKey, NewKey, RollKey,
+        UpdateKey, UpdateTenant,
+    },
     tenant::{TenantId, TenantStatus},
 };
-use portcullis_store::Store;
+use portcullis_store::{Store, StoreError};
 
 use crate::{cache::KeyCache, error::ApiError};
 
@@ -29,6 +32,21 @@ pub struct RolledKey {
     pub key: ApiKey,
     pub secret: portcullis_core::SecretString,
     pub previous_secret_expires_at: OffsetDateTime,
+}
+
+/// Creates an admin key (operator CLI and first start; there is no HTTP endpoint for it).
+/// Validation failures come back as [`StoreError::Invalid`]; a missing tenant as `NotFound`.
+pub async fn create_admin_key(
+    store: &dyn Store,
+    pepper: &Pepper,
+    now: OffsetDateTime,
+    input: CreateAdminKey,
+) -> Result<NewAdminKey, StoreError> {
+    let new = input.create(now)?;
+    store
+        .create_admin_key(&new.key, &pepper.hash(new.secret.expose_secret()))
+        .await?;
+    Ok(new)
 }
 
 pub async fn create_tenant(ctx: Ctx<'_>, input: CreateTenant) -> Result<Tenant, ApiError> {

@@ -146,20 +146,19 @@ impl TestServer {
 
     /// Creates an admin key directly in the store (as the operator CLI does); returns its secret.
     pub async fn admin_key(&self, tenant: Option<&str>, scopes: &[&str]) -> String {
-        let new = CreateAdminKey {
+        let input = CreateAdminKey {
             name: "test admin".into(),
             tenant_id: tenant.map(str::to_owned),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-        }
-        .create(self.clock.now())
-        .expect("valid admin key");
-        self.store
-            .create_admin_key(
-                &new.key,
-                &self.state.pepper.hash(new.secret.expose_secret()),
-            )
-            .await
-            .expect("store admin key");
+        };
+        let new = portcullis_server::ops::create_admin_key(
+            self.store.as_ref(),
+            &self.state.pepper,
+            self.clock.now(),
+            input,
+        )
+        .await
+        .expect("create admin key");
         new.secret.expose_secret().to_owned()
     }
 
