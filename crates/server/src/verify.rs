@@ -159,10 +159,15 @@ pub async fn verify(
                 expires_at: key.expires_at,
                 external_id: key.external_id.clone(),
                 metadata: Some(key.metadata.clone()),
-                missing_scopes: scope::missing(&key.scopes, &required)
-                    .into_iter()
-                    .cloned()
-                    .collect(),
+                // A VALID answer has none missing: no second pass over the scopes on that path.
+                missing_scopes: if !code.is_valid() {
+                    scope::missing(&key.scopes, &required)
+                        .into_iter()
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             }
         }
     };
