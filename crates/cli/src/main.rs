@@ -362,6 +362,7 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     name,
                     key_prefix,
                     max_key_lifetime_seconds,
+                    rate_limit: None,
                 },
             )
             .await?;
@@ -410,6 +411,7 @@ async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), Failure> {
                 ip_allowlist,
                 metadata: None,
                 external_id,
+                rate_limit: None,
             };
             let new = ops::create_key(ctx, &tenant_id(&tenant)?, input).await?;
             out.created(

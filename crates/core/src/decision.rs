@@ -133,6 +133,7 @@ mod tests {
             ip_allowlist: IpAllowlist::default(),
             metadata: Map::new(),
             external_id: None,
+            rate_limit: None,
             created_at: t0,
             updated_at: t0,
             expires_at: Some(t0 + Duration::days(30)),

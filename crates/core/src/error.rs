@@ -40,6 +40,8 @@ pub enum ValidationError {
     InvalidLifetime,
     #[error("admin scope #{index} is not a known admin scope")]
     InvalidAdminScope { index: usize },
+    #[error("rate_limit: {0}")]
+    InvalidRateLimit(&'static str),
 }
 
 impl ValidationError {
@@ -59,6 +61,7 @@ impl ValidationError {
             Self::InvalidGracePeriod => "invalid_grace_period",
             Self::InvalidLifetime => "invalid_lifetime",
             Self::InvalidAdminScope { .. } => "invalid_admin_scope",
+            Self::InvalidRateLimit(_) => "invalid_rate_limit",
         }
     }
 }

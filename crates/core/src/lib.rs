@@ -3,6 +3,7 @@
 //! - [`key`]: the key format (`{prefix}_{32 random base62}{6 base62 CRC32}`), generation and parsing.
 //! - [`hash`]: the server pepper and the keyed hash (HMAC-SHA256) that is the only form a key is stored in.
 //! - [`tenant`], [`scope`], [`ip`]: validated building blocks of a key record.
+//! - [`ratelimit`]: the rate limit of a key or a tenant.
 //! - [`decision`]: the pure access decision (key record, request facts, now) → code.
 //! - [`request`]: validation of create / update input shared by the HTTP API and the CLI.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod key;
 pub mod limits;
 pub mod metadata;
 pub mod model;
+pub mod ratelimit;
 pub mod request;
 pub mod scope;
 pub mod tenant;

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::{
     ip::IpAllowlist,
+    ratelimit::RateLimit,
     scope::Scope,
     tenant::{Environment, TenantId, TenantStatus},
 };
@@ -19,6 +20,8 @@ pub struct Tenant {
     pub key_prefix: String,
     /// Longest lifetime of a key of this tenant, if enforced.
     pub max_key_lifetime_seconds: Option<i64>,
+    /// Limit of the requests of all the tenant's keys together, if any (set by a root admin).
+    pub rate_limit: Option<RateLimit>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -38,6 +41,8 @@ pub struct ApiKey {
     pub ip_allowlist: IpAllowlist,
     pub metadata: Map<String, Value>,
     pub external_id: Option<String>,
+    /// The key's own limit; without one, the route's rate-limit policy applies.
+    pub rate_limit: Option<RateLimit>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -10,6 +10,7 @@ use crate::{
     ip::IpAllowlist,
     key, limits, metadata,
     model::{AdminKey, ApiKey, Tenant},
+    ratelimit::{self, RateLimitInput},
     scope,
     tenant::{self, Environment, TenantId, TenantStatus},
 };
@@ -106,6 +107,9 @@ pub struct CreateTenant {
     pub key_prefix: Option<String>,
     #[serde(default)]
     pub max_key_lifetime_seconds: Option<i64>,
+    /// Limit of all the tenant's keys together.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitInput>,
 }
 
 impl CreateTenant {
@@ -119,6 +123,7 @@ impl CreateTenant {
                 None => key::DEFAULT_TENANT_PREFIX.to_owned(),
             },
             max_key_lifetime_seconds: validate_lifetime(self.max_key_lifetime_seconds)?,
+            rate_limit: ratelimit::validate_opt(self.rate_limit)?,
             created_at: now,
             updated_at: now,
         })
@@ -135,6 +140,9 @@ pub struct UpdateTenant {
     pub status: Option<TenantStatus>,
     #[serde(default, deserialize_with = "nullable")]
     pub max_key_lifetime_seconds: Option<Option<i64>>,
+    /// Absent: unchanged; `null`: removed; an object: set.
+    #[serde(default, deserialize_with = "nullable")]
+    pub rate_limit: Option<Option<RateLimitInput>>,
 }
 
 impl UpdateTenant {
@@ -147,6 +155,9 @@ impl UpdateTenant {
         }
         if let Some(l) = self.max_key_lifetime_seconds {
             t.max_key_lifetime_seconds = validate_lifetime(l)?;
+        }
+        if let Some(r) = self.rate_limit {
+            t.rate_limit = ratelimit::validate_opt(r)?;
         }
         t.updated_at = now;
         Ok(())
@@ -169,6 +180,9 @@ pub struct CreateKey {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub external_id: Option<String>,
+    /// The key's own limit; without one, the route's rate-limit policy applies.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitInput>,
 }
 
 /// A key just created: the record, and its secret (to be shown once, then dropped).
@@ -192,6 +206,7 @@ impl CreateKey {
         let metadata = self.metadata.unwrap_or_default();
         metadata::validate(&metadata)?;
         let external_id = validate_external_id(self.external_id)?;
+        let rate_limit = ratelimit::validate_opt(self.rate_limit)?;
         let expires_at = resolve_expiry(
             self.expires_at.map(|t| t.0),
             now,
@@ -214,6 +229,7 @@ impl CreateKey {
                 ip_allowlist,
                 metadata,
                 external_id,
+                rate_limit,
                 created_at: now,
                 updated_at: now,
                 expires_at,
@@ -241,6 +257,9 @@ pub struct UpdateKey {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "nullable")]
     pub external_id: Option<Option<String>>,
+    /// Absent: unchanged; `null`: removed; an object: set.
+    #[serde(default, deserialize_with = "nullable")]
+    pub rate_limit: Option<Option<RateLimitInput>>,
 }
 
 impl UpdateKey {
@@ -275,6 +294,9 @@ impl UpdateKey {
         }
         if let Some(x) = self.external_id {
             k.external_id = validate_external_id(x)?;
+        }
+        if let Some(r) = self.rate_limit {
+            k.rate_limit = ratelimit::validate_opt(r)?;
         }
         k.updated_at = now;
         Ok(())
@@ -361,6 +383,7 @@ mod tests {
             name: "Acme".into(),
             key_prefix: Some("acme".into()),
             max_key_lifetime_seconds: max,
+            rate_limit: None,
         }
         .validate(datetime!(2026-01-01 00:00 UTC))
         .expect("valid")
@@ -452,5 +475,73 @@ mod tests {
         assert_eq!(p.external_id, Some(None));
         let p: UpdateKey = serde_json::from_str(r#"{}"#).expect("json");
         assert_eq!(p.external_id, None);
+    }
+
+    #[test]
+    fn rate_limit_is_created_patched_and_removed() {
+        use crate::ratelimit::RateLimit;
+        let now = datetime!(2026-01-02 00:00 UTC);
+        let (t, p) = (tenant(None), KeyPolicy::default());
+        let limit = |r, s, b| RateLimit {
+            requests: r,
+            per_seconds: s,
+            burst: b,
+        };
+        let mut key = create(
+            r#"{"name":"x","environment":"live","rate_limit":{"requests":100,"per_seconds":60}}"#,
+        )
+        .expect("json")
+        .create(&t, &p, now)
+        .expect("valid")
+        .key;
+        assert_eq!(key.rate_limit, Some(limit(100, 60, 100)), "burst defaults");
+        let patch = |json: &str| serde_json::from_str::<UpdateKey>(json).expect("json");
+        patch(r#"{"name":"renamed"}"#)
+            .apply(&mut key, &t, &p, now)
+            .expect("valid");
+        assert_eq!(
+            key.rate_limit,
+            Some(limit(100, 60, 100)),
+            "absent: unchanged"
+        );
+        patch(r#"{"rate_limit":{"requests":5,"per_seconds":1,"burst":10}}"#)
+            .apply(&mut key, &t, &p, now)
+            .expect("valid");
+        assert_eq!(key.rate_limit, Some(limit(5, 1, 10)));
+        let bad = patch(r#"{"name":"n2","rate_limit":{"requests":5,"per_seconds":0}}"#)
+            .apply(&mut key, &t, &p, now);
+        assert_eq!(bad.err().map(|e| e.code()), Some("invalid_rate_limit"));
+        patch(r#"{"rate_limit":null}"#)
+            .apply(&mut key, &t, &p, now)
+            .expect("valid");
+        assert_eq!(key.rate_limit, None, "null removes it");
+        let bad = create(r#"{"name":"x","environment":"live","rate_limit":{"rps":1}}"#)
+            .expect("json")
+            .create(&t, &p, now);
+        assert_eq!(bad.err().map(|e| e.code()), Some("invalid_rate_limit"));
+
+        let mut t = t;
+        let tpatch = |json: &str| serde_json::from_str::<UpdateTenant>(json).expect("json");
+        tpatch(r#"{"rate_limit":{"requests":1000,"per_seconds":60,"burst":50}}"#)
+            .apply(&mut t, now)
+            .expect("valid");
+        assert_eq!(t.rate_limit, Some(limit(1000, 60, 50)));
+        tpatch(r#"{}"#).apply(&mut t, now).expect("valid");
+        assert_eq!(t.rate_limit, Some(limit(1000, 60, 50)));
+        let bad =
+            tpatch(r#"{"rate_limit":{"requests":1000,"per_seconds":86401}}"#).apply(&mut t, now);
+        assert_eq!(bad.err().map(|e| e.code()), Some("invalid_rate_limit"));
+        tpatch(r#"{"rate_limit":null}"#)
+            .apply(&mut t, now)
+            .expect("valid");
+        assert_eq!(t.rate_limit, None);
+        let created: CreateTenant = serde_json::from_str(
+            r#"{"id":"acme","name":"A","rate_limit":{"requests":10,"per_seconds":1}}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            created.validate(now).map(|t| t.rate_limit),
+            Ok(Some(limit(10, 1, 10)))
+        );
     }
 }

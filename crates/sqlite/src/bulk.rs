@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, TypeInfo, ValueRef};
 
 use crate::{SqliteStore, db, rows::KeyValues};
 
-/// Keys per multi-row INSERT (14 parameters each, well below SQLite's 32,766).
+/// Keys per multi-row INSERT (15 parameters each, well below SQLite's 32,766).
 const KEYS_PER_STATEMENT: usize = 500;
 
 impl SqliteStore {
@@ -26,7 +26,7 @@ impl SqliteStore {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO api_keys (id, tenant_id, environment, name, scopes, hint, \
                  ip_allowlist, metadata, external_id, created_at, updated_at, expires_at, \
-                 revoked_at, last_used_at) ",
+                 revoked_at, last_used_at, rate_limit) ",
             );
             q.push_values(chunk.iter().zip(values), |mut b, ((k, _), v)| {
                 b.push_bind(k.id.as_str())
@@ -42,7 +42,8 @@ impl SqliteStore {
                     .push_bind(v.updated_at)
                     .push_bind(v.expires_at)
                     .push_bind(v.revoked_at)
-                    .push_bind(v.last_used_at);
+                    .push_bind(v.last_used_at)
+                    .push_bind(v.rate_limit);
             });
             q.build().execute(&mut *tx).await.map_err(db)?;
 

@@ -7,8 +7,8 @@
 //! also when a second process (the CLI beside a running server) writes to the same file. Reads
 //! go through a pool of [`READ_CONNECTIONS`] read-only (`query_only`) connections.
 //!
-//! Timestamps are stored as INTEGER unix seconds, scopes / IP allowlists / metadata as JSON
-//! TEXT, key hashes as 32-byte BLOBs. A key's secret is never stored.
+//! Timestamps are stored as INTEGER unix seconds, scopes / IP allowlists / metadata / rate
+//! limits as JSON TEXT, key hashes as 32-byte BLOBs. A key's secret is never stored.
 #![forbid(unsafe_code)]
 
 use std::{path::Path, time::Duration};
@@ -26,17 +26,17 @@ use sqlx::{
 macro_rules! tenant_columns {
     () => {
         "t.id, t.name, t.status, t.key_prefix, t.max_key_lifetime_seconds, t.created_at, \
-         t.updated_at"
+         t.updated_at, t.rate_limit"
     };
 }
 
-/// Columns of a key (table aliased `k`), in the order `rows::api_key` reads them; 14 columns,
-/// extra columns of a query follow.
+/// Columns of a key (table aliased `k`), in the order `rows::api_key` reads them;
+/// [`rows::KEY_COLUMNS`] columns, extra columns of a query follow.
 macro_rules! key_columns {
     () => {
         "k.id, k.tenant_id, k.environment, k.name, k.scopes, k.hint, k.ip_allowlist, \
          k.metadata, k.external_id, k.created_at, k.updated_at, k.expires_at, k.revoked_at, \
-         k.last_used_at"
+         k.last_used_at, k.rate_limit"
     };
 }
 

@@ -102,8 +102,8 @@ pub(crate) async fn insert_key(conn: &mut SqliteConnection, k: &ApiKey) -> Resul
     let v = KeyValues::of(k)?;
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, environment, name, scopes, hint, ip_allowlist, \
-         metadata, external_id, created_at, updated_at, expires_at, revoked_at, last_used_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         metadata, external_id, created_at, updated_at, expires_at, revoked_at, last_used_at, \
+         rate_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&k.id)
     .bind(k.tenant_id.as_str())
@@ -119,6 +119,7 @@ pub(crate) async fn insert_key(conn: &mut SqliteConnection, k: &ApiKey) -> Resul
     .bind(v.expires_at)
     .bind(v.revoked_at)
     .bind(v.last_used_at)
+    .bind(v.rate_limit)
     .execute(conn)
     .await
     .map_err(db)?;

@@ -6,6 +6,7 @@ use portcullis_core::{
     hash::KeyHash,
     ip::IpAllowlist,
     model::{AdminKey, ApiKey, Tenant},
+    ratelimit::RateLimit,
     scope::Scope,
     tenant::{Environment, TenantId, TenantStatus},
 };
@@ -44,6 +45,18 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
     serde_json::from_str(text).map_err(|_| corrupt(what))
 }
 
+/// A rate limit as stored: JSON TEXT, or NULL for none.
+pub fn rate_limit(limit: Option<&RateLimit>) -> Result<Option<String>> {
+    limit.map(json).transpose()
+}
+
+/// Reads an optional rate limit (JSON TEXT or NULL) at column `i`; an invalid one is corrupt.
+pub fn rate_limit_at(row: &SqliteRow, i: usize) -> Result<Option<RateLimit>> {
+    get::<Option<&str>>(row, i)?
+        .map(|text| from_json(text, "rate_limit"))
+        .transpose()
+}
+
 /// A hash read back from a BLOB column.
 pub fn hash(bytes: &[u8]) -> Result<KeyHash> {
     KeyHash::from_slice(bytes).ok_or_else(|| corrupt("hash is not 32 bytes"))
@@ -71,6 +84,7 @@ pub fn tenant(row: &SqliteRow) -> Result<Tenant> {
         max_key_lifetime_seconds: get(row, 4)?,
         created_at: from_ts(get(row, 5)?)?,
         updated_at: from_ts(get(row, 6)?)?,
+        rate_limit: rate_limit_at(row, 7)?,
     })
 }
 
@@ -78,6 +92,9 @@ pub fn tenant(row: &SqliteRow) -> Result<Tenant> {
 pub fn status(s: &str) -> Result<TenantStatus> {
     TenantStatus::parse(s).ok_or_else(|| corrupt("tenant status"))
 }
+
+/// How many columns `key_columns!()` has; the extra columns of a query start here.
+pub const KEY_COLUMNS: usize = 15;
 
 /// Reads a key from `key_columns!()`.
 pub fn api_key(row: &SqliteRow) -> Result<ApiKey> {
@@ -91,6 +108,7 @@ pub fn api_key(row: &SqliteRow) -> Result<ApiKey> {
         ip_allowlist: from_json::<IpAllowlist>(get(row, 6)?, "ip_allowlist")?,
         metadata: from_json::<Map<String, Value>>(get(row, 7)?, "metadata")?,
         external_id: get(row, 8)?,
+        rate_limit: rate_limit_at(row, 14)?,
         created_at: from_ts(get(row, 9)?)?,
         updated_at: from_ts(get(row, 10)?)?,
         expires_at: from_opt_ts(get(row, 11)?)?,
@@ -145,6 +163,7 @@ pub struct KeyValues {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    pub rate_limit: Option<String>,
 }
 
 impl KeyValues {
@@ -159,6 +178,7 @@ impl KeyValues {
             expires_at: opt_ts(k.expires_at),
             revoked_at: opt_ts(k.revoked_at),
             last_used_at: opt_ts(k.last_used_at),
+            rate_limit: rate_limit(k.rate_limit.as_ref())?,
         })
     }
 }

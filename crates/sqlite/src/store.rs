@@ -37,7 +37,7 @@ impl Store for SqliteStore {
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
         sqlx::query(
             "INSERT INTO tenants (id, name, status, key_prefix, max_key_lifetime_seconds, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             created_at, updated_at, rate_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(t.id.as_str())
         .bind(&t.name)
@@ -46,6 +46,7 @@ impl Store for SqliteStore {
         .bind(t.max_key_lifetime_seconds)
         .bind(ts(t.created_at))
         .bind(ts(t.updated_at))
+        .bind(rows::rate_limit(t.rate_limit.as_ref())?)
         .execute(&self.write)
         .await
         .map_err(db)?;
@@ -86,11 +87,12 @@ impl Store for SqliteStore {
         normalize_tenant(&mut t);
         sqlx::query(
             "UPDATE tenants SET name = ?, status = ?, max_key_lifetime_seconds = ?, \
-             updated_at = ? WHERE id = ?",
+             rate_limit = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&t.name)
         .bind(t.status.as_str())
         .bind(t.max_key_lifetime_seconds)
+        .bind(rows::rate_limit(t.rate_limit.as_ref())?)
         .bind(ts(t.updated_at))
         .bind(t.id.as_str())
         .execute(&mut *tx)
@@ -176,7 +178,8 @@ impl Store for SqliteStore {
         normalize_key(&mut k);
         sqlx::query(
             "UPDATE api_keys SET name = ?, scopes = ?, expires_at = ?, ip_allowlist = ?, \
-             metadata = ?, external_id = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+             metadata = ?, external_id = ?, rate_limit = ?, updated_at = ? \
+             WHERE tenant_id = ? AND id = ?",
         )
         .bind(&k.name)
         .bind(json(&k.scopes)?)
@@ -184,6 +187,7 @@ impl Store for SqliteStore {
         .bind(json(&k.ip_allowlist)?)
         .bind(json(&k.metadata)?)
         .bind(k.external_id.as_deref())
+        .bind(rows::rate_limit(k.rate_limit.as_ref())?)
         .bind(ts(k.updated_at))
         .bind(k.tenant_id.as_str())
         .bind(&k.id)
@@ -277,7 +281,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(concat!(
             "SELECT ",
             key_columns!(),
-            ", t.status, s.expires_at FROM key_secrets s \
+            ", t.status, s.expires_at, t.rate_limit FROM key_secrets s \
              JOIN api_keys k ON k.tenant_id = s.tenant_id AND k.id = s.key_id \
              JOIN tenants t ON t.id = k.tenant_id \
              WHERE s.hash = ?"
@@ -287,10 +291,12 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
+        let extra = rows::KEY_COLUMNS;
         Ok(Some(KeyMatch {
             key: rows::api_key(&row)?,
-            tenant_status: rows::status(row.try_get(14).map_err(db)?)?,
-            secret_expires_at: rows::opt_ts_at(&row, 15)?,
+            tenant_status: rows::status(row.try_get(extra).map_err(db)?)?,
+            secret_expires_at: rows::opt_ts_at(&row, extra + 1)?,
+            tenant_rate_limit: rows::rate_limit_at(&row, extra + 2)?,
         }))
     }
 

@@ -221,6 +221,7 @@ async fn no_secret_is_ever_stored() {
         ip_allowlist: vec!["10.0.0.0/8".into()],
         metadata: None,
         external_id: Some("cust-1".into()),
+        rate_limit: None,
     }
     .create(&t, &KeyPolicy::default(), at(0))
     .expect("valid");

@@ -21,6 +21,7 @@ use portcullis_core::{
     hash::{KeyHash, Pepper},
     ids,
     model::{AdminKey, ApiKey, Tenant},
+    ratelimit::RateLimit,
     request::{CreateAdminKey, CreateKey, CreateTenant, KeyPolicy},
     scope::Scope,
     tenant::{Environment, TenantId},
@@ -32,11 +33,13 @@ use crate::{Store, StoreError};
 mod admin;
 mod changes;
 mod keys;
+mod ratelimits;
 mod tenants;
 
 pub use admin::*;
 pub use changes::*;
 pub use keys::*;
+pub use ratelimits::*;
 pub use tenants::*;
 
 /// Expands to one test per conformance check, each with a fresh store from `$make` (an async
@@ -81,6 +84,9 @@ macro_rules! conformance_tests {
                 admin_key_round_trip,
                 admin_key_needs_tenant,
                 concurrent_updates_all_land,
+                key_rate_limit_round_trip,
+                tenant_rate_limit_round_trip,
+                find_key_reports_tenant_rate_limit,
             );
         }
     };
@@ -138,6 +144,7 @@ pub fn tenant(id: &str) -> Tenant {
         name: format!("Tenant {id}"),
         key_prefix: Some("acme".to_owned()),
         max_key_lifetime_seconds: None,
+        rate_limit: None,
     }
     .validate(t0())
     .expect("valid tenant")
@@ -160,6 +167,7 @@ pub fn key(tenant: &Tenant, name: &str, environment: Environment) -> (ApiKey, Ke
         ip_allowlist: vec![],
         metadata: None,
         external_id: None,
+        rate_limit: None,
     }
     .create(tenant, &KeyPolicy::default(), t0())
     .expect("valid key");
@@ -192,6 +200,15 @@ pub fn admin_key(name: &str, tenant: Option<&str>) -> (AdminKey, KeyHash) {
     use portcullis_core::ExposeSecret;
     let hash = pepper().hash(new.secret.expose_secret());
     (new.key, hash)
+}
+
+/// A rate limit (not validated: the store keeps what it is given).
+pub fn limit(requests: u32, per_seconds: u32, burst: u32) -> RateLimit {
+    RateLimit {
+        requests,
+        per_seconds,
+        burst,
+    }
 }
 
 /// Hashes in a canonical order, to compare sets.

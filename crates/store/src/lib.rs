@@ -13,6 +13,7 @@ use portcullis_core::{
     error::ValidationError,
     hash::KeyHash,
     model::{AdminKey, ApiKey, Tenant},
+    ratelimit::RateLimit,
     tenant::{Environment, TenantId, TenantStatus},
 };
 
@@ -85,6 +86,9 @@ pub struct KeyMatch {
     pub tenant_status: TenantStatus,
     /// Set when the matched secret was rolled away; it works until then.
     pub secret_expires_at: Option<OffsetDateTime>,
+    /// The limit of the key's tenant (across all its keys), read with the key so that the
+    /// gateway needs no second read.
+    pub tenant_rate_limit: Option<RateLimit>,
 }
 
 /// The result of a roll: the key as it is now, and every hash that resolved to it before (so

@@ -87,6 +87,7 @@ async fn tenant(store: &SqliteStore, id: &str, now: OffsetDateTime) -> Result<Te
         name: "Benchmark".to_owned(),
         key_prefix: None,
         max_key_lifetime_seconds: None,
+        rate_limit: None,
     }
     .validate(now)?;
     store.create_tenant(&t).await?;
@@ -114,6 +115,7 @@ async fn seed(
             ip_allowlist: Vec::new(),
             metadata: None,
             external_id: None,
+            rate_limit: None,
         }
         .create(&tenant, &policy, now)?;
         let secret = new.secret.expose_secret();

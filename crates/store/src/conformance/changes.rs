@@ -33,6 +33,7 @@ pub async fn update_key_round_trip(store: Arc<dyn Store>) {
         ]),
         metadata: Some(meta.clone()),
         external_id: Some(Some("cust-9".to_owned())),
+        rate_limit: Some(Some(super::limit(60, 60, 10).into())),
     };
     let tc = t.clone();
     let updated = store
@@ -55,6 +56,7 @@ pub async fn update_key_round_trip(store: Arc<dyn Store>) {
     );
     assert_eq!(updated.metadata, meta);
     assert_eq!(updated.external_id.as_deref(), Some("cust-9"));
+    assert_eq!(updated.rate_limit, Some(super::limit(60, 60, 10)));
     assert_eq!(updated.updated_at, at(60));
     assert_eq!(
         (updated.id.as_str(), updated.created_at),
@@ -69,13 +71,14 @@ pub async fn update_key_round_trip(store: Arc<dyn Store>) {
         Some(updated.clone())
     );
 
-    // Clearing: null expiry and external id, empty lists and metadata.
+    // Clearing: null expiry, external id and rate limit, empty lists and metadata.
     let clear = UpdateKey {
         scopes: Some(vec![]),
         expires_at: Some(None),
         ip_allowlist: Some(vec![]),
         metadata: Some(Map::new()),
         external_id: Some(None),
+        rate_limit: Some(None),
         ..Default::default()
     };
     let tc = t.clone();
@@ -90,8 +93,12 @@ pub async fn update_key_round_trip(store: Arc<dyn Store>) {
     assert!(cleared.scopes.is_empty() && cleared.ip_allowlist.is_empty());
     assert!(cleared.metadata.is_empty());
     assert_eq!(
-        (cleared.expires_at, cleared.external_id.as_deref()),
-        (None, None)
+        (
+            cleared.expires_at,
+            cleared.external_id.as_deref(),
+            cleared.rate_limit
+        ),
+        (None, None, None)
     );
     assert_eq!(
         store.get_key(&t.id, &k.id).await.expect("get"),

@@ -59,6 +59,7 @@ pub async fn key_round_trip(store: Arc<dyn Store>) {
     .cloned()
     .expect("object");
     full.external_id = Some("cust_42 / ünïcode".to_owned());
+    full.rate_limit = Some(super::limit(250, 1, 500));
     full.updated_at = at(10);
     full.expires_at = Some(at(90 * 86_400));
     full.revoked_at = Some(at(20));

@@ -17,6 +17,7 @@ pub async fn tenant_round_trip(store: Arc<dyn Store>) {
     full.status = TenantStatus::Suspended;
     full.key_prefix = "acmezh".to_owned();
     full.max_key_lifetime_seconds = Some(90 * 86_400);
+    full.rate_limit = Some(super::limit(1_000_000, 86_400, 1));
     full.updated_at = at(3_600);
     store.create_tenant(&full).await.expect("create");
     let plain = tenant("plain");
@@ -136,6 +137,7 @@ pub async fn tenant_update_edits_in_transaction(store: Arc<dyn Store>) {
         name: Some("Acme Renamed".to_owned()),
         status: Some(TenantStatus::Suspended),
         max_key_lifetime_seconds: Some(Some(3_600)),
+        rate_limit: None,
     };
     let updated = store
         .update_tenant(&t.id, Box::new(move |t| patch.apply(t, now)))
