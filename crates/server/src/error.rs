@@ -145,6 +145,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ),
     ("invalid_admin_scope", 400, "not a known admin scope"),
     (
+        "invalid_rate_limit",
+        400,
+        "rate_limit is malformed or out of range",
+    ),
+    (
         "internal_error",
         500,
         "an internal error; the request id identifies it in the logs",
@@ -304,6 +309,7 @@ mod tests {
             V::InvalidGracePeriod,
             V::InvalidLifetime,
             V::InvalidAdminScope { index: 0 },
+            V::InvalidRateLimit(""),
         ] {
             assert!(
                 CODES.iter().any(|(c, _, _)| *c == v.code()),

@@ -60,13 +60,14 @@ pub async fn update_tenant(
     id: &TenantId,
     input: UpdateTenant,
 ) -> Result<Tenant, ApiError> {
-    let status_change = input.status.is_some();
+    // Cached keys carry their tenant's status and rate limit: a change of either drops them.
+    let cached_fields_change = input.status.is_some() || input.rate_limit.is_some();
     let now = ctx.now;
     let updated = ctx
         .store
         .update_tenant(id, Box::new(move |t| input.apply(t, now)))
         .await?;
-    if let (true, Some(cache)) = (status_change, ctx.cache) {
+    if let (true, Some(cache)) = (cached_fields_change, ctx.cache) {
         cache.invalidate_tenant(id);
     }
     Ok(updated)

@@ -840,3 +840,240 @@ async fn x_tenant_id_scopes_a_request_to_one_tenant() {
         "TENANT_MISMATCH"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_are_set_changed_and_cleared() {
+    let s = spawn().await;
+    let root = s.root_secret.clone();
+    let (st, t) = s
+        .json(
+            Method::POST,
+            "/v1/tenants",
+            &root,
+            Some(json!({"id": "acme", "name": "Acme", "rate_limit": {"requests": 1000, "per_seconds": 60}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let tenant_limit = json!({"requests": 1000, "per_seconds": 60, "burst": 1000});
+    assert_eq!(t["rate_limit"], tenant_limit, "burst defaults to requests");
+    assert_eq!(s.tenant("plain").await["rate_limit"], Value::Null);
+
+    let (id, secret) = s
+        .key(
+            "acme",
+            json!({"name": "k", "environment": "live", "rate_limit": {"requests": 100, "per_seconds": 60, "burst": 20}}),
+        )
+        .await;
+    let own = json!({"requests": 100, "per_seconds": 60, "burst": 20});
+    let key_path = format!("/v1/tenants/acme/keys/{id}");
+    let get_key = || s.json(Method::GET, &key_path, &root, None);
+    assert_eq!(get_key().await.1["rate_limit"], own);
+    let (plain_id, _) = s
+        .key("acme", json!({"name": "p", "environment": "live"}))
+        .await;
+    let (_, plain) = s
+        .json(
+            Method::GET,
+            &format!("/v1/tenants/acme/keys/{plain_id}"),
+            &root,
+            None,
+        )
+        .await;
+    assert_eq!(plain["rate_limit"], Value::Null);
+    let (_, list) = s
+        .json(Method::GET, "/v1/tenants/acme/keys", &root, None)
+        .await;
+    assert_eq!(list["data"][0]["rate_limit"], own, "listed too");
+
+    // PATCH a key: an object sets, absence keeps, null removes.
+    let patch_key = |body: Value| s.json(Method::PATCH, &key_path, &root, Some(body));
+    let (st, k) = patch_key(json!({"rate_limit": {"requests": 5, "per_seconds": 1}})).await;
+    assert_eq!(st, 200, "{k}");
+    assert_eq!(
+        k["rate_limit"],
+        json!({"requests": 5, "per_seconds": 1, "burst": 5})
+    );
+    let (_, k) = patch_key(json!({"name": "renamed"})).await;
+    assert_eq!(k["rate_limit"]["requests"], 5, "kept: {k}");
+    let (st, k) = patch_key(json!({"rate_limit": null})).await;
+    assert_eq!((st, &k["rate_limit"]), (200, &Value::Null));
+    assert_eq!(get_key().await.1["rate_limit"], Value::Null);
+
+    // PATCH a tenant, with the root key.
+    let patch_tenant = |body: Value| s.json(Method::PATCH, "/v1/tenants/acme", &root, Some(body));
+    let (st, t) =
+        patch_tenant(json!({"rate_limit": {"requests": 10, "per_seconds": 1, "burst": 50}})).await;
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(
+        t["rate_limit"],
+        json!({"requests": 10, "per_seconds": 1, "burst": 50})
+    );
+    let (_, t) = patch_tenant(json!({"name": "Acme Inc."})).await;
+    assert_eq!(t["rate_limit"]["burst"], 50, "kept: {t}");
+
+    // A changed tenant limit reaches cached keys at once, as a status change does.
+    assert_eq!(s.verify(json!({"key": secret})).await["code"], "VALID");
+    let hash = s.state.pepper.hash(&secret);
+    let cached_tenant_limit = || match s.state.cache.get(&hash) {
+        Some(portcullis_server::cache::Entry::Key(k)) => Some(k.found.tenant_rate_limit),
+        _ => None,
+    };
+    assert_eq!(
+        cached_tenant_limit().flatten().map(|l| l.burst),
+        Some(50),
+        "cached with the key"
+    );
+    let (st, t) = patch_tenant(json!({"rate_limit": null})).await;
+    assert_eq!((st, &t["rate_limit"]), (200, &Value::Null));
+    assert_eq!(
+        cached_tenant_limit(),
+        None,
+        "the tenant's cached keys dropped"
+    );
+    assert_eq!(s.verify(json!({"key": secret})).await["code"], "VALID");
+    assert_eq!(
+        cached_tenant_limit(),
+        Some(None),
+        "cached again, without it"
+    );
+}
+
+#[tokio::test]
+async fn invalid_rate_limits_get_400_and_change_nothing() {
+    let s = spawn().await;
+    let root = s.root_secret.clone();
+    s.tenant("acme").await;
+    let (id, _) = s
+        .key(
+            "acme",
+            json!({"name": "k", "environment": "live", "rate_limit": {"requests": 100, "per_seconds": 60}}),
+        )
+        .await;
+    let key_path = format!("/v1/tenants/acme/keys/{id}");
+    let invalid = [
+        json!({"requests": 0, "per_seconds": 60}),
+        json!({"requests": 1_000_001, "per_seconds": 60}),
+        json!({"requests": 10, "per_seconds": 0}),
+        json!({"requests": 10, "per_seconds": 86_401}),
+        json!({"requests": 10, "per_seconds": 60, "burst": 0}),
+        json!({"requests": 10, "per_seconds": 60, "burst": 1_000_001}),
+        json!({"requests": -1, "per_seconds": 60}),
+        json!({"requests": "10", "per_seconds": 60}),
+        json!({"requests": 10}),
+        json!({"requests": 10, "per_seconds": 60, "window": 1}),
+        json!("100/60"),
+        json!([100, 60]),
+    ];
+    for limit in invalid {
+        let cases = [
+            (
+                Method::POST,
+                "/v1/tenants".to_owned(),
+                json!({"id": "newco", "name": "N", "rate_limit": limit}),
+            ),
+            (
+                Method::PATCH,
+                "/v1/tenants/acme".to_owned(),
+                json!({"name": "changed", "rate_limit": limit}),
+            ),
+            (
+                Method::POST,
+                "/v1/tenants/acme/keys".to_owned(),
+                json!({"name": "k2", "environment": "live", "rate_limit": limit}),
+            ),
+            (
+                Method::PATCH,
+                key_path.clone(),
+                json!({"name": "changed", "rate_limit": limit}),
+            ),
+        ];
+        for (m, path, body) in cases {
+            let (st, v) = s.json(m.clone(), &path, &root, Some(body)).await;
+            assert_eq!(
+                (st, code(&v)),
+                (400, "invalid_rate_limit"),
+                "{m} {path} {limit}: {v}"
+            );
+        }
+    }
+    // Nothing was written.
+    let (_, t) = s.json(Method::GET, "/v1/tenants/acme", &root, None).await;
+    assert_eq!(
+        (&t["name"], &t["rate_limit"]),
+        (&json!("Tenant acme"), &Value::Null)
+    );
+    let (_, k) = s.json(Method::GET, &key_path, &root, None).await;
+    assert_eq!(k["name"], "k");
+    assert_eq!(k["rate_limit"]["requests"], 100);
+    let (_, list) = s
+        .json(Method::GET, "/v1/tenants/acme/keys", &root, None)
+        .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+    let (st, _) = s.json(Method::GET, "/v1/tenants/newco", &root, None).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn only_a_root_admin_key_sets_a_tenants_rate_limit() {
+    let s = spawn().await;
+    s.tenant("acme").await;
+    let bound = s
+        .admin_key(
+            Some("acme"),
+            &["tenants:read", "tenants:write", "keys:read", "keys:write"],
+        )
+        .await;
+    for body in [
+        json!({"rate_limit": {"requests": 1_000_000, "per_seconds": 1}}),
+        json!({"rate_limit": null}),
+        json!({"name": "renamed", "rate_limit": {"requests": 1, "per_seconds": 1}}),
+    ] {
+        let (st, v) = s
+            .json(
+                Method::PATCH,
+                "/v1/tenants/acme",
+                &bound,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!((st, code(&v)), (403, "root_admin_required"), "{body}: {v}");
+    }
+    let (_, t) = s.json(Method::GET, "/v1/tenants/acme", &bound, None).await;
+    assert_eq!(
+        (&t["name"], &t["rate_limit"]),
+        (&json!("Tenant acme"), &Value::Null)
+    );
+    // It may still rename its tenant, and give its own keys their limits.
+    let (st, _) = s
+        .json(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            &bound,
+            Some(json!({"name": "Acme"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, k) = s
+        .json(
+            Method::POST,
+            "/v1/tenants/acme/keys",
+            &bound,
+            Some(json!({"name": "k", "environment": "test", "rate_limit": {"requests": 50, "per_seconds": 10}})),
+        )
+        .await;
+    assert_eq!(st, 201, "{k}");
+    assert_eq!(
+        k["key"]["rate_limit"],
+        json!({"requests": 50, "per_seconds": 10, "burst": 50})
+    );
+    // Creating tenants stays root-only, with or without a limit.
+    let (st, v) = s
+        .json(
+            Method::POST,
+            "/v1/tenants",
+            &bound,
+            Some(json!({"id": "newco", "name": "N", "rate_limit": {"requests": 1, "per_seconds": 1}})),
+        )
+        .await;
+    assert_eq!((st, code(&v)), (403, "root_admin_required"));
+}
