@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::{
     ExposeSecret,
     clock::{Clock, SystemClock},
+    error::ValidationError,
     ids,
+    ratelimit::RateLimit,
     request::{CreateAdminKey, CreateKey, CreateTenant, Rfc3339, RollKey},
     tenant::{Environment, TenantId},
 };
@@ -110,6 +112,10 @@ enum TenantCmd {
         /// Maximum lifetime of the tenant's keys, in seconds.
         #[arg(long)]
         max_key_lifetime_seconds: Option<i64>,
+        /// Limit of all the tenant's keys together: REQUESTS/SECONDS, or REQUESTS/SECONDS:BURST
+        /// (burst defaults to REQUESTS), e.g. 1000/60.
+        #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
+        rate_limit: Option<RateLimit>,
     },
     /// List tenants.
     List,
@@ -137,6 +143,10 @@ enum KeyCmd {
         /// The vendor's id of the customer.
         #[arg(long)]
         external_id: Option<String>,
+        /// The key's own limit: REQUESTS/SECONDS, or REQUESTS/SECONDS:BURST (burst defaults to
+        /// REQUESTS), e.g. 100/60:20. Without one, the route's rate-limit policy applies.
+        #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
+        rate_limit: Option<RateLimit>,
     },
     /// List a tenant's keys.
     List {
@@ -173,6 +183,13 @@ enum KeyCmd {
 
 fn parse_env(s: &str) -> Result<Environment, String> {
     Environment::parse(s).ok_or_else(|| "environment must be live or test".to_owned())
+}
+
+fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
+    s.parse().map_err(|e| match e {
+        ValidationError::InvalidRateLimit(m) => m.to_owned(),
+        other => other.to_string(),
+    })
 }
 
 #[derive(Debug)]
@@ -354,6 +371,7 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
             name,
             key_prefix,
             max_key_lifetime_seconds,
+            rate_limit,
         } => {
             let t = ops::create_tenant(
                 ctx,
@@ -362,7 +380,7 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     name,
                     key_prefix,
                     max_key_lifetime_seconds,
-                    rate_limit: None,
+                    rate_limit: rate_limit.map(Into::into),
                 },
             )
             .await?;
@@ -378,6 +396,7 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     "status",
                     "key_prefix",
                     "max_key_lifetime_seconds",
+                    "rate_limit",
                 ],
             );
         }
@@ -395,6 +414,7 @@ async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), Failure> {
             expires_at,
             ip_allowlist,
             external_id,
+            rate_limit,
         } => {
             let expires_at = expires_at
                 .map(|s| {
@@ -411,7 +431,7 @@ async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), Failure> {
                 ip_allowlist,
                 metadata: None,
                 external_id,
-                rate_limit: None,
+                rate_limit: rate_limit.map(Into::into),
             };
             let new = ops::create_key(ctx, &tenant_id(&tenant)?, input).await?;
             out.created(
@@ -446,6 +466,7 @@ async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), Failure> {
                     "expires_at",
                     "revoked_at",
                     "last_used_at",
+                    "rate_limit",
                 ],
             );
         }

@@ -1,7 +1,8 @@
 //! Output of operator commands: JSON, or a plain table for people. Secrets go to stdout only.
 use std::{io::Write, path::Path};
 
-use serde::Serialize;
+use portcullis_core::ratelimit::RateLimit;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[derive(Debug)]
@@ -20,6 +21,17 @@ fn cell(v: Option<&Value>) -> String {
             .join(","),
         Some(other) => other.to_string(),
     }
+}
+
+/// A table cell of field `name`: a rate limit in the form the CLI takes (`100/60:20`), anything
+/// else by [`cell`].
+fn field_cell(name: &str, v: Option<&Value>) -> String {
+    if name == "rate_limit"
+        && let Some(limit) = v.and_then(|v| RateLimit::deserialize(v).ok())
+    {
+        return limit.to_string();
+    }
+    cell(v)
 }
 
 fn emit(text: &str) {
@@ -42,7 +54,7 @@ impl Output {
         if let Value::Object(map) = &v {
             let width = map.keys().map(String::len).max().unwrap_or(0);
             for (k, val) in map {
-                emit(&format!("{k:<width$}  {}", cell(Some(val))));
+                emit(&format!("{k:<width$}  {}", field_cell(k, Some(val))));
             }
         }
     }
@@ -59,7 +71,7 @@ impl Output {
         }
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| columns.iter().map(|c| cell(r.get(*c))).collect())
+            .map(|r| columns.iter().map(|c| field_cell(c, r.get(*c))).collect())
             .collect();
         let widths: Vec<usize> = columns
             .iter()

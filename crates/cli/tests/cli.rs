@@ -231,3 +231,129 @@ fn first_serve_prints_the_root_key_once_and_serves() {
     let out = child.wait_with_output().expect("wait");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("root admin key"));
 }
+
+#[test]
+fn rate_limits_are_set_at_creation_and_shown() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let json_of = |args: &[&str]| {
+        let (ok, out, err) = run(&dir, &[&["--output", "json"], args].concat());
+        assert!(ok, "{args:?}: {err}");
+        serde_json::from_str::<Value>(&out).expect("json")
+    };
+    let t = json_of(&[
+        "tenant",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--rate-limit",
+        "1000/60",
+    ]);
+    assert_eq!(
+        t["rate_limit"],
+        serde_json::json!({"requests": 1000, "per_seconds": 60, "burst": 1000})
+    );
+    let k = json_of(&[
+        "key",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "limited",
+        "--environment",
+        "live",
+        "--rate-limit",
+        "100/60:20",
+    ]);
+    assert_eq!(
+        k["key"]["rate_limit"],
+        serde_json::json!({"requests": 100, "per_seconds": 60, "burst": 20})
+    );
+    let id = k["key"]["id"].as_str().expect("id").to_owned();
+    let plain = json_of(&[
+        "key",
+        "create",
+        "--tenant",
+        "acme",
+        "--name",
+        "plain",
+        "--environment",
+        "live",
+    ]);
+    assert_eq!(plain["key"]["rate_limit"], Value::Null);
+
+    // Tables show a limit the way it is given.
+    let (ok, out, _) = run(&dir, &["key", "show", "--tenant", "acme", &id]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("rate_limit") && l.trim_end().ends_with("100/60:20")),
+        "{out}"
+    );
+    let (ok, out, _) = run(&dir, &["key", "list", "--tenant", "acme"]);
+    assert!(ok);
+    assert!(
+        out.contains("RATE_LIMIT") && out.contains("100/60:20"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&dir, &["tenant", "list"]);
+    assert!(ok);
+    assert!(
+        out.contains("RATE_LIMIT") && out.contains("1000/60:1000"),
+        "{out}"
+    );
+
+    // Malformed or out-of-range limits are usage errors that say what is wrong; nothing is written.
+    for (limit, says) in [
+        ("100", "REQUESTS/SECONDS"),
+        ("100/60:", "REQUESTS/SECONDS"),
+        ("ten/60", "REQUESTS/SECONDS"),
+        ("0/60", "requests must be between 1 and 1000000"),
+        ("100/86401", "per_seconds must be between 1 and 86400"),
+        ("100/60:0", "burst must be between 1 and 1000000"),
+    ] {
+        let out = bin()
+            .arg("--data-dir")
+            .arg(&dir)
+            .args([
+                "key",
+                "create",
+                "--tenant",
+                "acme",
+                "--name",
+                "bad",
+                "--environment",
+                "live",
+                "--rate-limit",
+                limit,
+            ])
+            .output()
+            .expect("run portcullis");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{limit}: {err}");
+        assert!(
+            err.contains("--rate-limit") && err.contains(says),
+            "{limit}: {err}"
+        );
+        let (ok, _, err) = run(
+            &dir,
+            &[
+                "tenant",
+                "create",
+                "--id",
+                "newco",
+                "--name",
+                "N",
+                "--rate-limit",
+                limit,
+            ],
+        );
+        assert!(!ok && err.contains(says), "{limit}: {err}");
+    }
+    let listed = json_of(&["key", "list", "--tenant", "acme"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let tenants = json_of(&["tenant", "list"]);
+    assert_eq!(tenants.as_array().map(Vec::len), Some(1));
+}
