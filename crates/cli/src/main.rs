@@ -254,7 +254,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         config
             .validate()
             .map_err(|e| Failure::Usage(e.to_string()))?;
-        return serve_command(config).await;
+        return serve_command(config, cli.global.config.clone()).await;
     }
     // Operator commands log only warnings, to stderr.
     serve::init_logging("text", "warn");
@@ -278,7 +278,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-async fn serve_command(config: Config) -> Result<(), Failure> {
+async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(), Failure> {
     serve::init_logging(&config.log.format, &config.log.level);
     let dir = datadir::open(&config)
         .await
@@ -299,7 +299,27 @@ async fn serve_command(config: Config) -> Result<(), Failure> {
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "portcullis listening");
     let store: Arc<dyn Store> = dir.store;
     let state = AppState::new(&config, store, dir.pepper, clock);
-    serve::serve(listener, state, serve::shutdown_signal())
+    let gateway = match config.gateway.listen {
+        None => None,
+        Some(gaddr) => {
+            let gateway = portcullis_server::gateway::Gateway::new(state.clone(), &config.gateway)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let listener = tokio::net::TcpListener::bind(gaddr)
+                .await
+                .map_err(|e| Failure::Usage(format!("cannot listen on {gaddr}: {e}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let routes = gateway.runtime().routes().count();
+            tracing::info!(addr = %local, routes, "portcullis gateway listening");
+            Some(serve::GatewayServe {
+                listener,
+                gateway,
+                config_file,
+            })
+        }
+    };
+    serve::serve_all(listener, state, gateway, serve::shutdown_signal())
         .await
         .map_err(|e| Failure::Usage(format!("server error: {e}")))
 }

@@ -27,7 +27,7 @@ pub const ROUTES: [&str; 10] = [
     TENANTS, TENANT, KEYS, KEY, KEY_ROLL, KEY_REVOKE, VERIFY, HEALTHZ, READYZ, METRICS,
 ];
 
-fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error::ApiError::internal("handler panicked").into_response()
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
+    /// The reverse proxy (see `docs/gateway.md`).
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +76,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 }
@@ -164,6 +167,19 @@ impl Config {
         if !self.listen.ip().is_loopback() && !self.danger_allow_plaintext_listen {
             return Err(ConfigError::Invalid(
                 "refusing to serve plaintext HTTP on a non-loopback address; listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
+            ));
+        }
+        if let Some(g) = self.gateway.listen
+            && !g.ip().is_loopback()
+            && !self.danger_allow_plaintext_listen
+        {
+            return Err(ConfigError::Invalid(
+                "refusing to serve the gateway as plaintext HTTP on a non-loopback address; listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
+            ));
+        }
+        if self.gateway.listen.is_some_and(|g| g == self.listen) {
+            return Err(ConfigError::Invalid(
+                "gateway.listen must differ from listen (the admin and verify API)",
             ));
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {

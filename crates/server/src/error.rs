@@ -150,6 +150,51 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "rate_limit is malformed or out of range",
     ),
     (
+        "route_not_found",
+        404,
+        "gateway: no route matches this host and path",
+    ),
+    (
+        "invalid_path",
+        400,
+        "gateway: the path has dot segments or encoded separators",
+    ),
+    (
+        "environment_mismatch",
+        403,
+        "gateway: the route does not accept keys of this environment",
+    ),
+    (
+        "ip_not_allowed",
+        403,
+        "gateway: the key may not be used from this address",
+    ),
+    (
+        "tenant_inactive",
+        403,
+        "gateway: the key's tenant is suspended",
+    ),
+    (
+        "rate_limited",
+        429,
+        "gateway: a rate limit is exhausted; see Retry-After and RateLimit",
+    ),
+    (
+        "too_many_failed_attempts",
+        429,
+        "gateway: this address failed to authenticate too often; see Retry-After",
+    ),
+    (
+        "upstream_unavailable",
+        502,
+        "gateway: the upstream refused, reset or could not be reached",
+    ),
+    (
+        "upstream_timeout",
+        504,
+        "gateway: the upstream did not answer in time",
+    ),
+    (
         "internal_error",
         500,
         "an internal error; the request id identifies it in the logs",

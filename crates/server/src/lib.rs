@@ -9,6 +9,7 @@ pub mod config;
 pub mod datadir;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod health;
 pub mod keys;
 pub mod metrics;

@@ -7,7 +7,7 @@ use axum::{
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -35,6 +35,34 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// A gateway route's name (from the configuration, so the label set stays bounded).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteName {
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabels {
+    pub route: String,
+    pub status: u16,
+    /// `allowed`, `unauthenticated`, `forbidden`, `rate_limited`, `blocked`, …
+    pub decision: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimiterLabels {
+    /// `key` or `tenant`.
+    pub limiter: &'static str,
+    /// `allowed` or `limited`.
+    pub result: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
+    ])
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -44,6 +72,13 @@ pub struct Metrics {
     pub auth_failures: Family<CodeLabel, Counter>,
     pub cache_lookups: Family<ResultLabel, Counter>,
     pub usage_flush_errors: Counter,
+    pub gateway_requests: Family<GatewayLabels, Counter>,
+    pub gateway_duration: Family<RouteName, Histogram>,
+    pub gateway_upstream_duration: Family<RouteName, Histogram>,
+    pub ratelimit_decisions: Family<LimiterLabels, Counter>,
+    pub brute_force_refused: Counter,
+    pub brute_force_blocks: Counter,
+    pub gateway_open_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,8 +124,59 @@ impl Default for Metrics {
             "Failed batched writes of last-used times",
             usage_flush_errors.clone(),
         );
+        let gateway_requests = Family::<GatewayLabels, Counter>::default();
+        let gateway_duration =
+            Family::<RouteName, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let gateway_upstream_duration =
+            Family::<RouteName, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let ratelimit_decisions = Family::<LimiterLabels, Counter>::default();
+        let brute_force_refused = Counter::default();
+        let brute_force_blocks = Counter::default();
+        let gateway_open_connections = Gauge::default();
+        registry.register(
+            "gateway_requests",
+            "Gateway requests by route, status and decision",
+            gateway_requests.clone(),
+        );
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Gateway request latency by route (until the response headers)",
+            gateway_duration.clone(),
+        );
+        registry.register(
+            "gateway_upstream_duration_seconds",
+            "Upstream latency by route (until the upstream's response headers)",
+            gateway_upstream_duration.clone(),
+        );
+        registry.register(
+            "ratelimit_decisions",
+            "Rate-limiter decisions by limiter and result",
+            ratelimit_decisions.clone(),
+        );
+        registry.register(
+            "brute_force_refused",
+            "Requests refused because their address is blocked after failed authentications",
+            brute_force_refused.clone(),
+        );
+        registry.register(
+            "brute_force_blocks",
+            "Client addresses blocked after repeated failed authentications",
+            brute_force_blocks.clone(),
+        );
+        registry.register(
+            "gateway_open_connections",
+            "Open client connections of the gateway listener",
+            gateway_open_connections.clone(),
+        );
         Self {
             registry,
+            gateway_requests,
+            gateway_duration,
+            gateway_upstream_duration,
+            ratelimit_decisions,
+            brute_force_refused,
+            brute_force_blocks,
+            gateway_open_connections,
             http_requests,
             http_duration,
             verify_decisions,

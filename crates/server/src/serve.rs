@@ -1,9 +1,16 @@
 //! Running the server: bind, serve, shut down gracefully, flush pending usage.
-use std::future::Future;
+use std::{future::Future, future::IntoFuture, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 
-use crate::{app, state::AppState};
+use crate::{
+    app,
+    gateway::{
+        self, Gateway,
+        listener::{CountingListener, Peer},
+    },
+    state::AppState,
+};
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains connections and writes
 /// pending last-used times.
@@ -12,19 +19,94 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_all(listener, state, None, shutdown).await
+}
+
+/// The gateway part of a server: its listener, its state, and the configuration file it
+/// re-reads on SIGHUP.
+#[derive(Debug)]
+pub struct GatewayServe {
+    pub listener: TcpListener,
+    pub gateway: Arc<Gateway>,
+    pub config_file: Option<PathBuf>,
+}
+
+/// Serves the admin / verify API on `listener` and, when given, the gateway on its own listener,
+/// until `shutdown` resolves; then drains both and writes pending last-used times.
+pub async fn serve_all(
+    listener: TcpListener,
+    state: AppState,
+    gateway: Option<GatewayServe>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let flusher = state
         .usage
         .spawn_flusher(state.store.clone(), state.metrics.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    let gateway_server = gateway.map(|g| {
+        tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));
+        #[cfg(unix)]
+        tasks.push(spawn_reloader(g.gateway.clone(), g.config_file.clone()));
+        let open = state.metrics.gateway_open_connections.clone();
+        let listener = CountingListener::new(g.listener, open);
+        let app = gateway::router(g.gateway).into_make_service_with_connect_info::<Peer>();
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        )
+    });
     let router = app::router(state.clone());
     let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await;
+    let gateway_result = match gateway_server {
+        Some(h) => h.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        None => Ok(()),
+    };
+    for t in tasks {
+        t.abort();
+    }
     flusher.abort();
     state
         .usage
         .flush(state.store.as_ref(), &state.metrics)
         .await;
-    result
+    result.and(gateway_result)
+}
+
+/// On SIGHUP, re-reads the configuration file and swaps in its `[gateway]` section; an invalid
+/// file is refused with a log line and the running configuration keeps serving.
+#[cfg(unix)]
+fn spawn_reloader(gw: Arc<Gateway>, file: Option<PathBuf>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: configuration reload disabled");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let loaded = crate::Config::load(file.as_deref());
+            match loaded
+                .map_err(|e| e.to_string())
+                .and_then(|c| gw.reload(&c.gateway).map_err(|e| e.to_string()))
+            {
+                Ok(()) => {}
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "configuration reload refused; the running configuration keeps serving"
+                ),
+            }
+        }
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -4,9 +4,47 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use portcullis_testkit::spawn;
+use portcullis_server::gateway::config::{
+    GatewayConfig, RouteConfig, RouteEnvironment, UpstreamConfig,
+};
+use portcullis_testkit::spawn_with;
 use reqwest::Method;
 use serde_json::json;
+
+mod support;
+
+/// A gateway with one upload route in front of a real upstream.
+fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
+    let mut g = GatewayConfig {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        ..GatewayConfig::default()
+    };
+    g.upstreams.insert(
+        "main".into(),
+        UpstreamConfig {
+            url: format!("http://{upstream}"),
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 5_000,
+            pool_max_idle: 4,
+            danger_allow_plaintext_upstream: false,
+        },
+    );
+    g.routes.push(RouteConfig {
+        name: "files".into(),
+        host: None,
+        path_prefix: "/".into(),
+        methods: Vec::new(),
+        upstream: "main".into(),
+        scopes: vec!["a:read".into()],
+        environment: RouteEnvironment::Any,
+        rate_limit: None,
+        public: false,
+        upload: true,
+        max_body_bytes: None,
+        preserve_host: false,
+    });
+    g
+}
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -37,7 +75,8 @@ async fn no_secret_in_logs_or_rows() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let s = spawn().await;
+    let up = support::upstream::start().await;
+    let s = spawn_with(|c| c.gateway = gateway(up.addr)).await;
     let mut secrets = vec![s.root_secret.clone()];
     s.tenant("acme").await;
     let (id, k1) = s
@@ -60,6 +99,17 @@ async fn no_secret_in_logs_or_rows() {
     let k2 = r["secret"].as_str().expect("secret").to_owned();
     secrets.push(k2.clone());
     s.verify(json!({"key": k2})).await;
+    // Through the gateway: a good call with an upload, a wrong key, a key in the URL, the old
+    // secret in its grace period.
+    let gw = |path: &str| s.client.post(s.gateway_url(path));
+    for (req, want) in [
+        (gw("/upload").bearer_auth(&k2).body("some bytes"), 200),
+        (gw("/upload").bearer_auth(format!("{k2}x")), 401),
+        (gw(&format!("/upload?key={k2}")), 400),
+        (gw("/upload").header("x-api-key", &k1), 200),
+    ] {
+        assert_eq!(req.send().await.expect("send").status(), want);
+    }
     s.json(
         Method::POST,
         &format!("/v1/tenants/acme/keys/{id}/revoke"),
@@ -68,6 +118,16 @@ async fn no_secret_in_logs_or_rows() {
     )
     .await;
     s.verify(json!({"key": k2})).await;
+    assert_eq!(
+        gw("/upload")
+            .bearer_auth(&k2)
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        401,
+        "revoked"
+    );
     // Misuse: keys in the URL, in the wrong field, as a credential that is not an admin key.
     s.client
         .get(s.url(&format!("/v1/tenants?api_key={k1}")))
@@ -111,6 +171,11 @@ async fn no_secret_in_logs_or_rows() {
 
     let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).to_string();
     assert!(logs.contains("key created"), "logs were captured");
+    assert!(
+        logs.contains("upload measured"),
+        "gateway logs were captured"
+    );
+    assert!(logs.contains("gateway authentication failed"));
     assert!(rows.contains(&id), "rows were dumped");
     for secret in &secrets {
         // The random part alone must not appear either (e.g. with a changed prefix).

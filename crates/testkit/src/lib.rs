@@ -20,6 +20,9 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The gateway listener, when `config.gateway.listen` was set (use `127.0.0.1:0`).
+    pub gateway_addr: Option<SocketAddr>,
+    pub gateway: Option<Arc<portcullis_server::gateway::Gateway>>,
     pub root_secret: String,
     pub state: AppState,
     pub store: Arc<SqliteStore>,
@@ -59,11 +62,36 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve::serve(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let (mut gateway, mut gateway_addr) = (None, None);
+    let gateway_serve = match config.gateway.listen {
+        None => None,
+        Some(gaddr) => {
+            let gw = portcullis_server::gateway::Gateway::new(state.clone(), &config.gateway)
+                .expect("valid gateway configuration");
+            let listener = tokio::net::TcpListener::bind(gaddr)
+                .await
+                .expect("bind gateway");
+            gateway_addr = Some(listener.local_addr().expect("gateway addr"));
+            gateway = Some(gw.clone());
+            Some(serve::GatewayServe {
+                listener,
+                gateway: gw,
+                config_file: None,
+            })
+        }
+    };
+    let task = tokio::spawn(serve::serve_all(
+        listener,
+        state.clone(),
+        gateway_serve,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     TestServer {
         addr,
+        gateway_addr,
+        gateway,
         root_secret: root.secret.expose_secret().to_owned(),
         state,
         store,
@@ -79,6 +107,12 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
 impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the gateway listener.
+    pub fn gateway_url(&self, path: &str) -> String {
+        let addr = self.gateway_addr.expect("the gateway is configured");
+        format!("http://{addr}{path}")
     }
 
     /// Sends a request with `key` as `Authorization: Bearer` and an optional JSON body.

@@ -1,0 +1,351 @@
+//! Header handling of the proxy: the client's address, what is removed before forwarding
+//! (hop-by-hop headers per RFC 9110 §7.6.1, credentials, spoofed identity headers) and what is
+//! added (identity, `X-Forwarded-For`, `Forwarded`).
+use std::net::IpAddr;
+
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue,
+    header::{
+        AUTHORIZATION, CONNECTION, FORWARDED, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+        TRANSFER_ENCODING, UPGRADE,
+    },
+};
+use ipnet::IpNet;
+
+use crate::auth::{X_API_KEY, X_TENANT_ID};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_PORTCULLIS_TENANT: HeaderName = HeaderName::from_static("x-portcullis-tenant");
+pub static X_PORTCULLIS_KEY_ID: HeaderName = HeaderName::from_static("x-portcullis-key-id");
+pub static X_PORTCULLIS_ENVIRONMENT: HeaderName =
+    HeaderName::from_static("x-portcullis-environment");
+pub static X_PORTCULLIS_SCOPES: HeaderName = HeaderName::from_static("x-portcullis-scopes");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries that do not
+/// parse end the walk (everything left of them is the client's own claim).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = portcullis_core::ip::canonical(peer);
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let entries = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for entry in entries.iter().rev() {
+        let Some(ip) = parse_forwarded_ip(entry) else {
+            break;
+        };
+        client = portcullis_core::ip::canonical(ip);
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    client
+}
+
+/// `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]`, `1.2.3.4:5678`, `[2001:db8::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = e.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    e.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|r| r.parse().ok())
+}
+
+/// Names a `Connection` header lists: they are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_listed(headers) {
+        headers.remove(&name);
+    }
+    for name in [
+        &CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The identity of an authenticated request, sent upstream.
+#[derive(Debug)]
+pub struct Identity<'a> {
+    pub tenant: &'a str,
+    pub key_id: &'a str,
+    pub environment: &'a str,
+    pub scopes: String,
+}
+
+/// Rewrites a client request's headers for the upstream, in place.
+pub fn to_upstream(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    peer_trusted: bool,
+    host: Option<&str>,
+    identity: Option<&Identity<'_>>,
+) {
+    // `TE: trailers` is the one TE value a proxy passes on.
+    let te_trailers = headers
+        .get(TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    remove_hop_by_hop(headers);
+    headers.remove(TE);
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    // Credentials stay at the gate; identity headers come from the gate only.
+    headers.remove(AUTHORIZATION);
+    headers.remove(&X_API_KEY);
+    headers.remove(&X_TENANT_ID);
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("x-portcullis-"))
+        .cloned()
+        .collect();
+    for n in spoofed {
+        headers.remove(&n);
+    }
+    if let Some(id) = identity {
+        for (name, value) in [
+            (&X_PORTCULLIS_TENANT, id.tenant),
+            (&X_PORTCULLIS_KEY_ID, id.key_id),
+            (&X_PORTCULLIS_ENVIRONMENT, id.environment),
+            (&X_PORTCULLIS_SCOPES, id.scopes.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+    append_forwarded(headers, peer, peer_trusted, host);
+}
+
+/// Appends the peer to `X-Forwarded-For` and `Forwarded`. What an untrusted peer sent in them is
+/// dropped first, so the upstream never sees a forged chain.
+fn append_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, host: Option<&str>) {
+    let peer = portcullis_core::ip::canonical(peer);
+    let joined = |name: &HeaderName, headers: &HeaderMap| -> Option<String> {
+        let parts: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    };
+    let (xff, fwd) = if peer_trusted {
+        (
+            joined(&X_FORWARDED_FOR, headers),
+            joined(&FORWARDED, headers),
+        )
+    } else {
+        (None, None)
+    };
+    let node = match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut element = format!("for={node};proto=http");
+    if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
+        element.push_str(&format!(";host=\"{h}\""));
+    }
+    let xff = match xff {
+        Some(x) => format!("{x}, {peer}"),
+        None => peer.to_string(),
+    };
+    let fwd = match fwd {
+        Some(f) => format!("{f}, {element}"),
+        None => element,
+    };
+    headers.remove(&X_FORWARDED_FOR);
+    headers.remove(FORWARDED);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        headers.insert(FORWARDED, v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+}
+
+/// Removes hop-by-hop headers of an upstream response.
+pub fn from_upstream(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    headers.remove(TE);
+}
+
+/// A request path the gateway refuses to route: dot segments, encoded dots, slashes or
+/// backslashes, or backslashes (they could make the upstream see another path than the one
+/// that was authorised).
+pub fn suspicious_path(path: &str) -> bool {
+    if path.contains('\\') || !path.starts_with('/') {
+        return true;
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%00"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
+        return true;
+    }
+    path.split('/').any(|s| s == "." || s == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn client_ip_trusts_only_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let spoof = h(&[("x-forwarded-for", "1.1.1.1")]);
+        let peer: IpAddr = "203.0.113.9".parse().expect("ip");
+        assert_eq!(client_ip(peer, &spoof, &trusted), peer, "untrusted peer");
+        let lb: IpAddr = "10.0.0.2".parse().expect("ip");
+        let chain = h(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.3")]);
+        assert_eq!(
+            client_ip(lb, &chain, &trusted),
+            "198.51.100.7".parse::<IpAddr>().expect("ip"),
+            "right-most untrusted entry"
+        );
+        let split = h(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "[2001:db8::1]:443"),
+        ]);
+        assert_eq!(
+            client_ip(lb, &split, &trusted),
+            "2001:db8::1".parse::<IpAddr>().expect("ip")
+        );
+        let garbage = h(&[("x-forwarded-for", "6.6.6.6, nonsense")]);
+        assert_eq!(
+            client_ip(lb, &garbage, &trusted),
+            lb,
+            "garbage stops the walk"
+        );
+        assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
+    }
+
+    #[test]
+    fn credentials_hop_by_hop_and_spoofed_identity_removed() {
+        let mut m = h(&[
+            ("authorization", "Bearer sk_live_x"),
+            ("x-api-key", "sk_live_x"),
+            ("x-tenant-id", "acme"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "gzip, trailers"),
+            ("upgrade", "websocket"),
+            ("x-portcullis-tenant", "evil"),
+            ("X-Portcullis-Admin", "1"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("accept", "application/json"),
+        ]);
+        let id = Identity {
+            tenant: "acme",
+            key_id: "key_1",
+            environment: "live",
+            scopes: "a:b c:d".into(),
+        };
+        let peer: IpAddr = "203.0.113.9".parse().expect("ip");
+        to_upstream(&mut m, peer, false, Some("api.example.com"), Some(&id));
+        for gone in [
+            "authorization",
+            "x-api-key",
+            "x-tenant-id",
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "upgrade",
+            "x-portcullis-admin",
+        ] {
+            assert!(m.get(gone).is_none(), "{gone} must be removed");
+        }
+        assert_eq!(m["te"], "trailers");
+        assert_eq!(m["x-portcullis-tenant"], "acme");
+        assert_eq!(m.get_all("x-portcullis-tenant").iter().count(), 1);
+        assert_eq!(m["x-portcullis-scopes"], "a:b c:d");
+        assert_eq!(
+            m["x-forwarded-for"], "203.0.113.9",
+            "untrusted chain dropped"
+        );
+        assert_eq!(
+            m["forwarded"],
+            "for=203.0.113.9;proto=http;host=\"api.example.com\""
+        );
+        assert_eq!(m["accept"], "application/json");
+    }
+
+    #[test]
+    fn trusted_peer_chain_is_appended() {
+        let mut m = h(&[
+            ("x-forwarded-for", "198.51.100.7"),
+            ("forwarded", "for=198.51.100.7"),
+        ]);
+        let peer: IpAddr = "::1".parse().expect("ip");
+        to_upstream(&mut m, peer, true, None, None);
+        assert_eq!(m["x-forwarded-for"], "198.51.100.7, ::1");
+        assert_eq!(m["forwarded"], "for=198.51.100.7, for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn suspicious_paths() {
+        for p in [
+            "/a/../b",
+            "/a/./b",
+            "/a/%2e%2e/b",
+            "/a%2Fb",
+            "/a\\b",
+            "/..",
+            "/a/%00",
+        ] {
+            assert!(suspicious_path(p), "{p}");
+        }
+        for p in ["/", "/v1/invoices", "/v1/a.b/c..d", "/v1/%20x"] {
+            assert!(!suspicious_path(p), "{p}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The gateway: a reverse proxy on its own listener that authenticates, authorises, rate-limits
+//! and measures every request before it reaches the upstream API (see `docs/gateway.md`).
+//!
+//! - [`config`]: the `[gateway]` section (upstreams, routes, policies, trusted proxies).
+//! - [`runtime`]: that section checked and compiled; swapped as a whole on reload (SIGHUP).
+//! - [`proxy`]: the request path.
+//! - [`headers`]: client address, header stripping and forwarding headers.
+//! - [`upload`]: streaming body limits and upload measurement.
+//! - [`listener`]: the TCP listener with an open-connections gauge.
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use axum::{Router, middleware::from_fn};
+use portcullis_ratelimit::{FailureTracker, Limiter, Nanos};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::state::AppState;
+
+pub mod config;
+pub mod headers;
+pub mod listener;
+pub mod proxy;
+pub mod runtime;
+pub mod upload;
+
+pub use config::GatewayConfig;
+pub use runtime::{GatewayConfigError, Runtime};
+
+/// The gateway's shared state: the current runtime (swapped on reload), the limiters and the
+/// brute-force tracker (kept across reloads).
+pub struct Gateway {
+    pub app: AppState,
+    runtime: ArcSwap<Runtime>,
+    /// Per key (and route policy).
+    pub keys: Limiter<String>,
+    /// Per tenant, across its keys.
+    pub tenants: Limiter<String>,
+    /// Failed authentications per client address.
+    pub failures: FailureTracker<IpAddr>,
+    upload_sink: std::sync::RwLock<upload::UploadSink>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds the gateway from its configuration; an invalid one is refused with a message that
+    /// names the entry.
+    pub fn new(app: AppState, cfg: &GatewayConfig) -> Result<Arc<Self>, GatewayConfigError> {
+        let runtime = Runtime::build(cfg)?;
+        let bf = &cfg.brute_force;
+        Ok(Arc::new(Self {
+            app,
+            runtime: ArcSwap::from_pointee(runtime),
+            keys: Limiter::new(cfg.limiter_max_keys),
+            tenants: Limiter::new(cfg.limiter_max_keys),
+            failures: FailureTracker::new(
+                bf.threshold,
+                bf.window_seconds,
+                bf.cooldown_seconds,
+                cfg.limiter_max_keys,
+            ),
+            upload_sink: std::sync::RwLock::new(upload::log_sink()),
+        }))
+    }
+
+    /// Replaces where upload facts are reported (the audit log, a test).
+    pub fn set_upload_sink(&self, sink: upload::UploadSink) {
+        *self.upload_sink.write().unwrap_or_else(|e| e.into_inner()) = sink;
+    }
+
+    /// Where upload facts are reported.
+    pub fn upload_sink(&self) -> upload::UploadSink {
+        self.upload_sink
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The runtime serving new requests.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Checks `cfg` and, if it is valid, serves new requests with it; requests in flight finish
+    /// with the old one. An invalid configuration changes nothing.
+    pub fn reload(&self, cfg: &GatewayConfig) -> Result<(), GatewayConfigError> {
+        let runtime = Runtime::build(cfg)?;
+        let routes = runtime.routes().count();
+        self.runtime.store(Arc::new(runtime));
+        tracing::info!(routes, "gateway configuration reloaded");
+        Ok(())
+    }
+
+    /// Now on the limiters' time line: the injected clock, in nanoseconds.
+    pub fn now_nanos(&self) -> Nanos {
+        u64::try_from(self.app.clock.now().unix_timestamp_nanos()).unwrap_or(0)
+    }
+
+    /// Drops limiter state that has gone idle; run periodically.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.now_nanos();
+        self.keys.evict_idle(now) + self.tenants.evict_idle(now) + self.failures.evict_idle(now)
+    }
+
+    /// Evicts idle limiter state every `every` until the task is aborted.
+    pub fn spawn_evictor(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                gw.evict_idle();
+            }
+        })
+    }
+}
+
+/// The gateway's router: every path goes to the proxy, behind the request-id and URL-key edge.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .fallback(proxy::handle)
+        .layer(CatchPanicLayer::custom(crate::app::panic_response))
+        .layer(from_fn(crate::request_id::layer))
+        .with_state(gw)
+}

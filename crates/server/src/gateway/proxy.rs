@@ -1,0 +1,558 @@
+//! The gateway's request path: route → brute-force check → credential → decision → rate limits
+//! → upstream, with the body streamed both ways. Every refusal is the uniform JSON error.
+use std::{net::IpAddr, sync::Arc, time::Instant};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request, State},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version,
+        header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER},
+    },
+    response::{IntoResponse, Response},
+};
+use portcullis_core::{
+    ExposeSecret,
+    decision::{self, DecisionCode, Requirements, Subject},
+};
+use portcullis_ratelimit::{Outcome, Quota};
+
+use super::{
+    Gateway,
+    headers::{self, Identity},
+    listener::Peer,
+    runtime::{Match, Route, Runtime},
+    upload::{Exceeded, Metered},
+};
+use crate::{
+    auth,
+    cache::{CachedKey, Entry},
+    error::ApiError,
+    metrics::{GatewayLabels, LimiterLabels, RouteName},
+    usage::TOUCH_EVERY_SECONDS,
+};
+
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// A refusal: the error, the decision label for metrics, and headers to add.
+struct Refusal {
+    error: ApiError,
+    decision: &'static str,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Refusal {
+    fn new(decision: &'static str, error: ApiError) -> Self {
+        Self {
+            error,
+            decision,
+            headers: Vec::new(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut resp = self.error.into_response();
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
+        }
+        resp
+    }
+}
+
+fn refuse(
+    decision: &'static str,
+    status: StatusCode,
+    code: &'static str,
+    msg: &'static str,
+) -> Refusal {
+    Refusal::new(decision, ApiError::new(status, code, msg))
+}
+
+/// The proxy handler: every request of the gateway listener.
+pub async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    req: Request,
+) -> Response {
+    let start = Instant::now();
+    let rt = gw.runtime();
+    let m = &gw.app.metrics;
+    let (route_name, result) = forward(&gw, &rt, peer.ip(), req).await;
+    let (resp, decision) = match result {
+        Ok(resp) => (resp, "allowed"),
+        Err(r) => {
+            let d = r.decision;
+            (r.into_response(), d)
+        }
+    };
+    let route = route_name.map_or_else(|| "unmatched".to_owned(), |n| n.to_string());
+    m.gateway_duration
+        .get_or_create(&RouteName {
+            route: route.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    m.gateway_requests
+        .get_or_create(&GatewayLabels {
+            route,
+            status: resp.status().as_u16(),
+            decision,
+        })
+        .inc();
+    resp
+}
+
+async fn forward(
+    gw: &Gateway,
+    rt: &Runtime,
+    peer: IpAddr,
+    req: Request,
+) -> (Option<Arc<str>>, Result<Response, Refusal>) {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .map(|h| strip_port(h).to_owned());
+    let path = req.uri().path();
+    if headers::suspicious_path(path) {
+        let r = refuse(
+            "invalid_path",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "the path has dot segments or encoded separators",
+        );
+        return (None, Err(r));
+    }
+    let route = match rt.route(host.as_deref(), path, req.method()) {
+        Match::Found(r) => r,
+        Match::MethodNotAllowed => {
+            let e = refuse(
+                "method_not_allowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the path exists but not with this method",
+            );
+            return (None, Err(e));
+        }
+        Match::NotFound => {
+            let e = refuse(
+                "route_not_found",
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "no route for this path",
+            );
+            return (None, Err(e));
+        }
+    };
+    let name = Some(route.name.clone());
+    let client = headers::client_ip(peer, req.headers(), &rt.trusted_proxies);
+    let peer_trusted = {
+        let p = portcullis_core::ip::canonical(peer);
+        rt.trusted_proxies.iter().any(|n| n.contains(&p))
+    };
+    let admitted = if route.public {
+        Admitted::default()
+    } else {
+        match admit(gw, rt, route, client, req.headers()).await {
+            Ok(a) => a,
+            Err(r) => return (name, Err(r)),
+        }
+    };
+    let result = send(
+        gw,
+        route,
+        peer,
+        peer_trusted,
+        host.as_deref(),
+        &admitted,
+        req,
+    )
+    .await;
+    let result = result.map(|mut resp| {
+        if let Some(shown) = admitted.shown.as_ref()
+            && rt.rate_limit_headers
+        {
+            resp.headers_mut().extend(ratelimit_headers(shown));
+        }
+        resp
+    });
+    (name, result)
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// A limit and its outcome, for the `RateLimit` headers.
+struct Shown {
+    name: Arc<str>,
+    quota: Quota,
+    outcome: Outcome,
+}
+
+/// What an admitted request carries on: the key, and the limit to show in the headers.
+#[derive(Default)]
+struct Admitted {
+    key: Option<Arc<CachedKey>>,
+    shown: Option<Shown>,
+}
+
+async fn admit(
+    gw: &Gateway,
+    rt: &Runtime,
+    route: &Route,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> Result<Admitted, Refusal> {
+    let m = &gw.app.metrics;
+    let now_ns = gw.now_nanos();
+    if rt.brute_force.enabled
+        && let Some(wait) = gw.failures.blocked(&client, now_ns)
+    {
+        m.brute_force_refused.inc();
+        return Err(too_many(
+            "blocked",
+            "too_many_failed_attempts",
+            "too many failed authentications from this address; retry later",
+            wait,
+        ));
+    }
+    let secret = auth::credential(headers).map_err(|e| Refusal::new("unauthenticated", e))?;
+    let tenant = auth::tenant_header(headers).map_err(|e| Refusal::new("unauthenticated", e))?;
+    let entry = auth::resolve(&gw.app, secret.expose_secret())
+        .await
+        .map_err(|e| Refusal::new("error", e))?;
+    let fail = |reason: &'static str| {
+        m.auth_failures
+            .get_or_create(&crate::metrics::CodeLabel { code: reason })
+            .inc();
+        tracing::warn!(
+            reason,
+            route = &*route.name,
+            client = %client,
+            key_hint = portcullis_core::key::hint(secret.expose_secret())
+                .as_deref()
+                .unwrap_or("(malformed)"),
+            "gateway authentication failed"
+        );
+        if rt.brute_force.enabled && gw.failures.record_failure(&client, now_ns).is_some() {
+            m.brute_force_blocks.inc();
+            tracing::warn!(client = %client, "client address blocked after repeated authentication failures");
+        }
+        Refusal::new("unauthenticated", ApiError::invalid_api_key())
+    };
+    let key = match entry {
+        Entry::Key(k) => k,
+        Entry::Admin(_) => return Err(fail("admin_key_on_gateway")),
+        Entry::Unknown => return Err(fail("unknown_or_malformed")),
+    };
+    let now = gw.app.clock.now();
+    let subject = Subject {
+        key: &key.found.key,
+        tenant_status: key.found.tenant_status,
+        secret_expires_at: key.found.secret_expires_at,
+    };
+    let requirements = Requirements {
+        tenant: tenant.as_ref(),
+        environment: route.environment,
+        scopes: &route.scopes,
+        ip: Some(client),
+    };
+    let code = decision::decide(Some(subject), &requirements, now);
+    let forbidden = |code: &'static str, msg: &'static str| {
+        tracing::info!(
+            key_id = %key.found.key.id,
+            route = &*route.name,
+            code,
+            "gateway: key refused"
+        );
+        refuse("forbidden", StatusCode::FORBIDDEN, code, msg)
+    };
+    match code {
+        DecisionCode::Valid => {}
+        DecisionCode::NotFound => return Err(fail("unknown_or_malformed")),
+        DecisionCode::Expired => return Err(fail("expired")),
+        DecisionCode::Revoked => return Err(fail("revoked")),
+        DecisionCode::TenantMismatch => {
+            return Err(forbidden(
+                "tenant_mismatch",
+                "X-Tenant-Id names another tenant than the key's",
+            ));
+        }
+        DecisionCode::TenantSuspended => {
+            return Err(forbidden(
+                "tenant_inactive",
+                "the key's tenant is suspended",
+            ));
+        }
+        DecisionCode::EnvironmentMismatch => {
+            return Err(forbidden(
+                "environment_mismatch",
+                "this route does not accept keys of this environment",
+            ));
+        }
+        DecisionCode::IpNotAllowed => {
+            return Err(forbidden(
+                "ip_not_allowed",
+                "the key may not be used from this address",
+            ));
+        }
+        DecisionCode::InsufficientScope => {
+            return Err(forbidden(
+                "insufficient_scope",
+                "the key lacks a scope this route requires",
+            ));
+        }
+    }
+    let shown = limit(gw, rt, route, &key, now_ns)?;
+    if key
+        .used
+        .should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS)
+    {
+        gw.app.usage.record(&key.found.key.id, now);
+    }
+    Ok(Admitted {
+        key: Some(key),
+        shown,
+    })
+}
+
+/// The key's limit (its own, or the route's policy), then the tenant's (its own, or the
+/// configured default). Returns the tighter outcome for the headers.
+fn limit(
+    gw: &Gateway,
+    rt: &Runtime,
+    route: &Route,
+    key: &CachedKey,
+    now: u64,
+) -> Result<Option<Shown>, Refusal> {
+    let k = &key.found.key;
+    let key_limit = match (k.rate_limit, &route.policy) {
+        (Some(own), _) => Quota::new(own.requests, own.per_seconds, own.burst)
+            .ok()
+            .map(|q| (Arc::<str>::from("key"), q, k.id.clone())),
+        (None, Some(p)) => Some((p.name.clone(), p.quota, format!("{}\u{0}{}", p.name, k.id))),
+        (None, None) => None,
+    };
+    let tenant_limit = key
+        .found
+        .tenant_rate_limit
+        .and_then(|t| Quota::new(t.requests, t.per_seconds, t.burst).ok())
+        .or(rt.tenant_quota)
+        .map(|q| {
+            (
+                Arc::<str>::from("tenant"),
+                q,
+                k.tenant_id.as_str().to_owned(),
+            )
+        });
+    let mut shown: Option<Shown> = None;
+    for (limiter, which, entry) in [
+        (&gw.keys, "key", key_limit),
+        (&gw.tenants, "tenant", tenant_limit),
+    ] {
+        let Some((name, quota, id)) = entry else {
+            continue;
+        };
+        let outcome = limiter.check(&id, &quota, now);
+        gw.app
+            .metrics
+            .ratelimit_decisions
+            .get_or_create(&LimiterLabels {
+                limiter: which,
+                result: if outcome.allowed {
+                    "allowed"
+                } else {
+                    "limited"
+                },
+            })
+            .inc();
+        let this = Shown {
+            name,
+            quota,
+            outcome,
+        };
+        if !this.outcome.allowed {
+            let mut r = too_many(
+                "rate_limited",
+                "rate_limited",
+                "rate limit exceeded; retry after the time in Retry-After",
+                this.outcome.retry_after_seconds,
+            );
+            r.headers.extend(ratelimit_headers(&this));
+            return Err(r);
+        }
+        if shown
+            .as_ref()
+            .is_none_or(|s| this.outcome.remaining < s.outcome.remaining)
+        {
+            shown = Some(this);
+        }
+    }
+    Ok(shown)
+}
+
+fn too_many(decision: &'static str, code: &'static str, msg: &'static str, wait: u64) -> Refusal {
+    let mut r = refuse(decision, StatusCode::TOO_MANY_REQUESTS, code, msg);
+    r.headers
+        .push((RETRY_AFTER, HeaderValue::from(wait.max(1))));
+    r
+}
+
+fn ratelimit_headers(s: &Shown) -> [(HeaderName, HeaderValue); 2] {
+    let value = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""));
+    [
+        (
+            RATELIMIT_POLICY.clone(),
+            value(portcullis_ratelimit::policy_header_value(&s.name, &s.quota)),
+        ),
+        (
+            RATELIMIT.clone(),
+            value(portcullis_ratelimit::ratelimit_header_value(
+                &s.name, &s.outcome,
+            )),
+        ),
+    ]
+}
+
+/// Streams the request to the upstream and its answer back.
+async fn send(
+    gw: &Gateway,
+    route: &Route,
+    peer: IpAddr,
+    peer_trusted: bool,
+    host: Option<&str>,
+    admitted: &Admitted,
+    req: Request,
+) -> Result<Response, Refusal> {
+    let too_large = || {
+        refuse(
+            "too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is over the limit",
+        )
+    };
+    let (mut parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body_bytes) {
+        return Err(too_large());
+    }
+    let up = &route.upstream;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://{}{}{}", up.authority, up.base_path, path_and_query)
+        .parse()
+        .map_err(|_| {
+            refuse(
+                "invalid_path",
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "the path cannot be forwarded",
+            )
+        })?;
+    let exceeded = Exceeded::default();
+    let mut metered = Metered::new(body, route.max_body_bytes, exceeded.clone());
+    if route.upload {
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let sink = gw.upload_sink();
+        let route_name = route.name.clone();
+        let request_id = parts
+            .headers
+            .get(&crate::request_id::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        metered = metered.measured(content_type, move |facts| {
+            sink(&route_name, &request_id, facts);
+        });
+    }
+    let scopes;
+    let identity = match &admitted.key {
+        Some(k) => {
+            let key = &k.found.key;
+            scopes = key
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(Identity {
+                tenant: key.tenant_id.as_str(),
+                key_id: &key.id,
+                environment: key.environment.as_str(),
+                scopes,
+            })
+        }
+        None => None,
+    };
+    headers::to_upstream(
+        &mut parts.headers,
+        peer,
+        peer_trusted,
+        host,
+        identity.as_ref(),
+    );
+    if !route.preserve_host {
+        parts.headers.insert(HOST, up.host_header.clone());
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let upstream_req = axum::http::Request::from_parts(parts, Body::new(metered));
+    let started = Instant::now();
+    let answer = tokio::time::timeout(up.request_timeout, up.client.request(upstream_req)).await;
+    gw.app
+        .metrics
+        .gateway_upstream_duration
+        .get_or_create(&RouteName {
+            route: route.name.to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match answer {
+        Err(_) => {
+            tracing::warn!(
+                route = &*route.name,
+                upstream = &*up.name,
+                "upstream timed out"
+            );
+            Err(refuse(
+                "upstream_timeout",
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ))
+        }
+        Ok(Err(_)) if exceeded.get() => Err(too_large()),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                route = &*route.name,
+                upstream = &*up.name,
+                connect = e.is_connect(),
+                error = %e,
+                "upstream request failed"
+            );
+            Err(refuse(
+                "upstream_error",
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the upstream could not be reached",
+            ))
+        }
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            headers::from_upstream(&mut parts.headers);
+            Ok(Response::from_parts(parts, Body::new(body)))
+        }
+    }
+}
