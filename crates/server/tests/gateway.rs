@@ -541,3 +541,62 @@ async fn metrics_count_gateway_requests() {
     );
     assert!(metrics.contains("portcullis_gateway_open_connections"));
 }
+
+#[tokio::test]
+async fn own_key_limit_tenant_limit_and_revocation_apply_at_once() {
+    let (s, _up, secret) = setup(|_| {}).await;
+    let (limited_id, limited) = s
+        .key(
+            "acme",
+            json!({"name": "l", "environment": "live", "scopes": ["invoices:read"],
+                   "rate_limit": {"requests": 2, "per_seconds": 10}}),
+        )
+        .await;
+    let c = client();
+    let call = |key: &str| c.get(s.gateway_url("/v1/invoices")).bearer_auth(key).send();
+    for _ in 0..2 {
+        let resp = call(&limited).await.expect("send");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["ratelimit-policy"], "\"key\";q=2;w=10");
+    }
+    let resp = call(&limited).await.expect("send");
+    assert_eq!(resp.status(), 429, "the key's own limit");
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert_eq!(
+        call(&secret).await.expect("send").status(),
+        200,
+        "other keys unaffected"
+    );
+
+    // A tenant limit counts every key of the tenant; changing it applies at once.
+    let (st, v) = s
+        .json(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            &s.root_secret,
+            Some(json!({"rate_limit": {"requests": 1, "per_seconds": 60}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let resp = call(&secret).await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["ratelimit-policy"], "\"tenant\";q=1;w=60");
+    let resp = call(&secret).await.expect("send");
+    assert_eq!(resp.status(), 429, "the tenant's limit");
+    assert_eq!(resp.headers()["ratelimit"], "\"tenant\";r=0;t=60");
+
+    // Revocation through the admin API: the next gateway request is refused.
+    s.clock.advance(time::Duration::seconds(60));
+    let (st, _) = s
+        .json(
+            Method::POST,
+            &format!("/v1/tenants/acme/keys/{limited_id}/revoke"),
+            &s.root_secret,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, v) = get_json(call(&limited).await.expect("send")).await;
+    assert_eq!(st, 401, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+}

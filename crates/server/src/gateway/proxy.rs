@@ -180,6 +180,18 @@ async fn forward(
     (name, result)
 }
 
+/// Failures are counted per IPv4 address and per IPv6 /64 (one host commonly holds a whole /64,
+/// so counting single IPv6 addresses would let it guess without limit).
+fn failure_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
@@ -210,8 +222,9 @@ async fn admit(
 ) -> Result<Admitted, Refusal> {
     let m = &gw.app.metrics;
     let now_ns = gw.now_nanos();
+    let who = failure_key(client);
     if rt.brute_force.enabled
-        && let Some(wait) = gw.failures.blocked(&client, now_ns)
+        && let Some(wait) = gw.failures.blocked(&who, now_ns)
     {
         m.brute_force_refused.inc();
         return Err(too_many(
@@ -239,7 +252,7 @@ async fn admit(
                 .unwrap_or("(malformed)"),
             "gateway authentication failed"
         );
-        if rt.brute_force.enabled && gw.failures.record_failure(&client, now_ns).is_some() {
+        if rt.brute_force.enabled && gw.failures.record_failure(&who, now_ns).is_some() {
             m.brute_force_blocks.inc();
             tracing::warn!(client = %client, "client address blocked after repeated authentication failures");
         }
@@ -554,5 +567,28 @@ async fn send(
             headers::from_upstream(&mut parts.headers);
             Ok(Response::from_parts(parts, Body::new(body)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_group_ipv6_by_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(failure_key(a), failure_key(b));
+        assert_ne!(failure_key(a), failure_key(c));
+        let v4: IpAddr = "192.0.2.1".parse().expect("ip");
+        assert_eq!(failure_key(v4), v4);
+    }
+
+    #[test]
+    fn host_without_port() {
+        assert_eq!(strip_port("api.example.com:8000"), "api.example.com");
+        assert_eq!(strip_port("api.example.com"), "api.example.com");
+        assert_eq!(strip_port("[::1]:8000"), "::1");
     }
 }
