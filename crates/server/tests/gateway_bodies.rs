@@ -94,8 +94,8 @@ fn rss_bytes() -> u64 {
 #[tokio::test]
 async fn large_body_streams_in_bounded_memory() {
     let (s, _up, secret) = setup().await;
-    let chunks = 2048;
-    let size = 128 * 1024; // 256 MiB in all
+    let chunks = 8192;
+    let size = 128 * 1024; // 1 GiB in all
     let before = rss_bytes();
     let peak = Arc::new(AtomicU64::new(before));
     let sampler = {
