@@ -219,6 +219,17 @@ async fn uploads_are_measured_and_limited() {
 async fn keep_alive_on_both_sides() {
     let (s, _up, secret) = setup().await;
     let c = client();
+    let resp = c
+        .get(s.gateway_url("/http10"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        resp.version(),
+        reqwest::Version::HTTP_11,
+        "the client's version is kept"
+    );
     let mut ports = Vec::new();
     for _ in 0..5 {
         let v: Value = c

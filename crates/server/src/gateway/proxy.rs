@@ -451,6 +451,7 @@ async fn send(
         )
     };
     let (mut parts, body) = req.into_parts();
+    let client_version = parts.version;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -565,6 +566,9 @@ async fn send(
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
             headers::from_upstream(&mut parts.headers);
+            // The client's connection keeps its own protocol version (an HTTP/1.0 upstream must
+            // not turn a keep-alive HTTP/1.1 connection into a closing one).
+            parts.version = client_version;
             Ok(Response::from_parts(parts, Body::new(body)))
         }
     }

@@ -3,7 +3,8 @@
 //!   SHA-256, the peer's port), reading the body as a stream;
 //! - `/slow`: answers after 3 s;
 //! - `/hang`: never answers; notes when the gateway gives up on it (its future is dropped);
-//! - `/chunked`: answers a chunked body of 3 parts.
+//! - `/chunked`: answers a chunked body of 3 parts;
+//! - `/http10`: answers as HTTP/1.0.
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -74,6 +75,11 @@ async fn echo(
             let _flag = DropFlag(seen.clone());
             seen.hang_started.store(true, Ordering::SeqCst);
             std::future::pending::<()>().await;
+        }
+        "/http10" => {
+            let mut resp = "old".into_response();
+            *resp.version_mut() = axum::http::Version::HTTP_10;
+            return resp;
         }
         "/chunked" => {
             let parts = futures_util::stream::iter(
