@@ -12,6 +12,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod page;

@@ -12,7 +12,6 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use tracing::Instrument;
 
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -23,6 +22,11 @@ tokio::task_local! {
 /// The id of the request being handled, if any.
 pub fn current() -> Option<String> {
     CURRENT.try_with(|id| id.to_string()).ok()
+}
+
+/// Runs `fut` as if it handled a request with id `id` (for tests of log output).
+pub async fn scope_for_test<F: std::future::Future>(id: &str, fut: F) -> F::Output {
+    CURRENT.scope(Arc::from(id), fut).await
 }
 
 /// 1 to 128 characters of `[A-Za-z0-9._:-]`.
@@ -54,13 +58,12 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(HEADER.clone(), v);
     }
     let header = HeaderValue::from_str(&id).ok();
-    let span = tracing::info_span!("request", request_id = %id);
+    // Every log line written while the request is handled carries `id` (see `logging`).
     let mut resp = if crate::auth::key_in_url(req.uri()) {
-        let _enter = span.enter();
         CURRENT.sync_scope(id, crate::auth::key_in_url_response)
     } else {
         // The method and path go to the per-request debug line, never the query string.
-        CURRENT.scope(id, next.run(req).instrument(span)).await
+        CURRENT.scope(id, next.run(req)).await
     };
     if let Some(h) = header {
         resp.headers_mut().insert(HEADER.clone(), h);

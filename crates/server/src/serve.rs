@@ -3,6 +3,8 @@ use std::{future::Future, future::IntoFuture, path::PathBuf, sync::Arc, time::Du
 
 use tokio::net::TcpListener;
 
+pub use crate::logging::init_logging;
+
 use crate::{
     app,
     gateway::{
@@ -132,20 +134,3 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Installs the log subscriber: JSON (default) or text on stderr, filtered by `level`.
-pub fn init_logging(format: &str, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if format == "text" {
-        builder.try_init()
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
-    };
-}
