@@ -35,15 +35,28 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// A label value shared by reference count: cloning it for a lookup allocates nothing.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct SharedLabel(pub std::sync::Arc<str>);
+
+impl prometheus_client::encoding::EncodeLabelValue for SharedLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 /// A gateway route's name (from the configuration, so the label set stays bounded).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteName {
-    pub route: String,
+    pub route: SharedLabel,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GatewayLabels {
-    pub route: String,
+    pub route: SharedLabel,
     pub status: u16,
     /// `allowed`, `unauthenticated`, `forbidden`, `rate_limited`, `blocked`, …
     pub decision: &'static str,

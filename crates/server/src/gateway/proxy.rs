@@ -28,10 +28,13 @@ use crate::{
     auth,
     cache::{CachedKey, Entry},
     error::ApiError,
-    metrics::{GatewayLabels, LimiterLabels, RouteName},
+    metrics::{GatewayLabels, LimiterLabels, RouteName, SharedLabel},
     usage::TOUCH_EVERY_SECONDS,
 };
 
+/// The route label of requests no route matched.
+static UNMATCHED: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from("unmatched"));
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
@@ -86,7 +89,7 @@ pub async fn handle(
             (r.into_response(), d)
         }
     };
-    let route = route_name.map_or_else(|| "unmatched".to_owned(), |n| n.to_string());
+    let route = SharedLabel(route_name.unwrap_or_else(|| UNMATCHED.clone()));
     m.gateway_duration
         .get_or_create(&RouteName {
             route: route.clone(),
@@ -530,7 +533,7 @@ async fn send(
         .metrics
         .gateway_upstream_duration
         .get_or_create(&RouteName {
-            route: route.name.to_string(),
+            route: SharedLabel(route.name.clone()),
         })
         .observe(started.elapsed().as_secs_f64());
     match answer {
