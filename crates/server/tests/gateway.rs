@@ -3,40 +3,14 @@ mod support;
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use portcullis_server::gateway::config::{
-    GatewayConfig, RateLimitConfig, RouteConfig, RouteEnvironment, UpstreamConfig,
-};
+use portcullis_server::gateway::config::{GatewayConfig, RateLimitConfig, RouteEnvironment};
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use support::upstream::{self, Upstream};
-
-fn route(name: &str, prefix: &str, upstream: &str) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        host: None,
-        path_prefix: prefix.into(),
-        methods: Vec::new(),
-        upstream: upstream.into(),
-        scopes: Vec::new(),
-        environment: RouteEnvironment::Any,
-        rate_limit: None,
-        public: false,
-        upload: false,
-        max_body_bytes: None,
-        preserve_host: false,
-    }
-}
-
-fn upstream_cfg(url: String, timeout_ms: u64) -> UpstreamConfig {
-    UpstreamConfig {
-        url,
-        connect_timeout_ms: 1_000,
-        request_timeout_ms: timeout_ms,
-        pool_max_idle: 8,
-        danger_allow_plaintext_upstream: false,
-    }
-}
+use support::{
+    gateway::{metrics, route},
+    upstream::{self, Upstream},
+};
 
 fn config(up: &Upstream) -> GatewayConfig {
     let mut g = GatewayConfig {
@@ -45,11 +19,11 @@ fn config(up: &Upstream) -> GatewayConfig {
     };
     g.upstreams.insert(
         "main".into(),
-        upstream_cfg(format!("http://{}", up.addr), 1_000),
+        support::gateway::upstream(format!("http://{}", up.addr), 1_000),
     );
     g.upstreams.insert(
         "dead".into(),
-        upstream_cfg("http://127.0.0.1:1".into(), 1_000),
+        support::gateway::upstream("http://127.0.0.1:1".into(), 1_000),
     );
     g.policies.insert(
         "tight".into(),
@@ -399,15 +373,7 @@ async fn brute_force_is_throttled_per_address() {
     assert!(resp.headers().contains_key("retry-after"));
     let (_, v) = get_json(resp).await;
     assert_eq!(v["error"]["code"], "too_many_failed_attempts");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&s).await;
     assert!(
         metrics.contains("portcullis_brute_force_blocks_total 1"),
         "{metrics}"
@@ -519,15 +485,7 @@ async fn metrics_count_gateway_requests() {
         .send()
         .await
         .expect("send");
-    let metrics = s
-        .client
-        .request(Method::GET, s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&s).await;
     assert!(
         metrics.contains(
             "portcullis_gateway_requests_total{route=\"invoices-read\",status=\"200\",decision=\"allowed\"} 1"

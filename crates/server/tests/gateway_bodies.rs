@@ -11,32 +11,15 @@ use std::{
 };
 
 use axum::body::Bytes;
-use portcullis_server::gateway::{
-    config::{GatewayConfig, RouteConfig, RouteEnvironment, UpstreamConfig},
-    upload::UploadFacts,
-};
+use portcullis_server::gateway::{config::GatewayConfig, upload::UploadFacts};
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::{Body, Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::upstream::{self, Upstream};
-
-fn route(name: &str, prefix: &str) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        host: None,
-        path_prefix: prefix.into(),
-        methods: Vec::new(),
-        upstream: "main".into(),
-        scopes: Vec::new(),
-        environment: RouteEnvironment::Any,
-        rate_limit: None,
-        public: false,
-        upload: false,
-        max_body_bytes: None,
-        preserve_host: false,
-    }
-}
+use support::{
+    gateway::{metrics, route},
+    upstream::{self, Upstream},
+};
 
 async fn setup() -> (TestServer, Upstream, String) {
     let up = upstream::start().await;
@@ -46,20 +29,14 @@ async fn setup() -> (TestServer, Upstream, String) {
     };
     g.upstreams.insert(
         "main".into(),
-        UpstreamConfig {
-            url: format!("http://{}", up.addr),
-            connect_timeout_ms: 1_000,
-            request_timeout_ms: 30_000,
-            pool_max_idle: 8,
-            danger_allow_plaintext_upstream: false,
-        },
+        support::gateway::upstream(format!("http://{}", up.addr), 30_000),
     );
-    let mut upload = route("upload", "/upload");
+    let mut upload = route("upload", "/upload", "main");
     upload.upload = true;
     upload.max_body_bytes = Some(64 * 1024);
-    let mut big = route("big", "/big");
+    let mut big = route("big", "/big", "main");
     big.max_body_bytes = Some(1 << 31);
-    g.routes = vec![upload, big, route("rest", "/")];
+    g.routes = vec![upload, big, route("rest", "/", "main")];
     let server = spawn_with(move |c| c.gateway = g).await;
     server.tenant("acme").await;
     let (_, secret) = server
@@ -245,15 +222,7 @@ async fn keep_alive_on_both_sides() {
     }
     ports.dedup();
     assert_eq!(ports.len(), 1, "one pooled upstream connection: {ports:?}");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&s).await;
     assert!(
         metrics.contains("portcullis_gateway_open_connections 1"),
         "one client connection for five requests: {metrics}"

@@ -4,9 +4,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use portcullis_server::gateway::config::{
-    GatewayConfig, RouteConfig, RouteEnvironment, UpstreamConfig,
-};
+use portcullis_server::gateway::config::GatewayConfig;
 use portcullis_testkit::spawn_with;
 use reqwest::Method;
 use serde_json::json;
@@ -21,28 +19,12 @@ fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
     };
     g.upstreams.insert(
         "main".into(),
-        UpstreamConfig {
-            url: format!("http://{upstream}"),
-            connect_timeout_ms: 1_000,
-            request_timeout_ms: 5_000,
-            pool_max_idle: 4,
-            danger_allow_plaintext_upstream: false,
-        },
+        support::gateway::upstream(format!("http://{upstream}"), 5_000),
     );
-    g.routes.push(RouteConfig {
-        name: "files".into(),
-        host: None,
-        path_prefix: "/".into(),
-        methods: Vec::new(),
-        upstream: "main".into(),
-        scopes: vec!["a:read".into()],
-        environment: RouteEnvironment::Any,
-        rate_limit: None,
-        public: false,
-        upload: true,
-        max_body_bytes: None,
-        preserve_host: false,
-    });
+    let mut files = support::gateway::route("files", "/", "main");
+    files.scopes = vec!["a:read".into()];
+    files.upload = true;
+    g.routes.push(files);
     g
 }
 
