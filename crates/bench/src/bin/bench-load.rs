@@ -58,6 +58,10 @@ struct Args {
     /// Also report the CPU share this process (the server) used in the measured window.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Also report the CPU share this process (the upstream behind a proxy) used in the measured
+    /// window, as `upstream_cpu`.
+    #[arg(long)]
+    upstream_pid: Option<u32>,
     /// `key=value` added to the JSON output (repeatable); numbers stay numbers.
     #[arg(long = "label")]
     labels: Vec<String>,
@@ -199,26 +203,34 @@ fn main() -> ExitCode {
         config.warmup,
         config.duration,
     );
-    let cpu_before = cpu::process_cpu_time();
-    let wall = std::time::Instant::now();
-    let (report, server_cpu) = runtime.block_on(async {
-        let server = args.server_pid.map(|pid| {
+    // CPU shares over the measured window: the server's, the upstream's, this process' own and
+    // the whole machine's (in cores), each sampled by a task that starts after the warm-up.
+    let (report, [server_cpu, upstream_cpu, client_cpu, machine_cpu]) = runtime.block_on(async {
+        let sample = |pid: Option<u32>| {
             tokio::spawn(async move {
                 tokio::time::sleep(warmup).await;
-                cpu::busy_share(pid, duration).await
+                match pid {
+                    Some(pid) => cpu::busy_share(pid, duration).await,
+                    None => None,
+                }
             })
-        });
-        let report = load::run(config).await;
-        let server_cpu = match server {
-            Some(s) => s.await.ok().flatten(),
-            None => None,
         };
-        (report, server_cpu)
+        let samplers = [
+            sample(args.server_pid),
+            sample(args.upstream_pid),
+            sample(Some(std::process::id())),
+            tokio::spawn(async move {
+                tokio::time::sleep(warmup).await;
+                cpu::machine_busy_cores(duration).await
+            }),
+        ];
+        let report = load::run(config).await;
+        let mut shares = [None; 4];
+        for (share, task) in shares.iter_mut().zip(samplers) {
+            *share = task.await.ok().flatten();
+        }
+        (report, shares)
     });
-    let client_cpu = match (cpu_before, cpu::process_cpu_time()) {
-        (Some(a), Some(b)) => Some(cpu::share(b.saturating_sub(a), wall.elapsed())),
-        _ => None,
-    };
     let mut out = labels;
     out.extend(
         json!({
@@ -232,6 +244,8 @@ fn main() -> ExitCode {
             "target_rps": target,
             "client_cpu": client_cpu,
             "server_cpu": server_cpu,
+            "upstream_cpu": upstream_cpu,
+            "machine_cpu": machine_cpu,
         })
         .as_object()
         .cloned()
