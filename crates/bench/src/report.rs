@@ -1,4 +1,5 @@
-//! Turns the JSON lines of a `bench/verify.sh` run into a Markdown summary.
+//! Turns the JSON lines of a `bench/verify.sh` run into a Markdown summary (`bench/gateway.sh`:
+//! see [`crate::gateway_report`]).
 //!
 //! Lines carry a `phase`: `throughput` and `fixed_rate` (with `target` = `baseline` or
 //! `candidate` and a `round`), `seed` (the `bench-seed` output) and `miss` (load against the
@@ -25,11 +26,11 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-fn num(v: &Value, key: &str) -> Option<f64> {
+pub(crate) fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
-fn fmt(v: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fmt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "–".to_owned(), |x| format!("{x:.decimals$}"))
 }
 
@@ -39,7 +40,7 @@ fn lines_of<'a>(runs: &'a [Value], phase: &str, target: Option<&str>) -> Vec<&'a
         .collect()
 }
 
-fn medians(runs: &[&Value], key: &str) -> Option<f64> {
+pub(crate) fn medians(runs: &[&Value], key: &str) -> Option<f64> {
     median(&runs.iter().filter_map(|r| num(r, key)).collect::<Vec<_>>())
 }
 

@@ -1,14 +1,20 @@
-//! `bench-report FILE`: the Markdown summary of the JSON lines a `bench/verify.sh` run wrote.
+//! `bench-report [--gateway] FILE`: the Markdown summary of the JSON lines a `bench/verify.sh` run
+//! (or, with `--gateway`, a `bench/gateway.sh` run) wrote.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: bench-report RESULTS.jsonl");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let gateway = args.first().is_some_and(|a| a == "--gateway");
+    if gateway {
+        args.remove(0);
+    }
+    let [path] = args.as_slice() else {
+        eprintln!("usage: bench-report [--gateway] RESULTS.jsonl");
         return ExitCode::from(2);
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bench-report: {path}: {e}");
@@ -29,6 +35,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    print!("{}", portcullis_bench::report::markdown(&runs));
+    if gateway {
+        print!("{}", portcullis_bench::gateway_report::markdown(&runs));
+    } else {
+        print!("{}", portcullis_bench::report::markdown(&runs));
+    }
     ExitCode::SUCCESS
 }

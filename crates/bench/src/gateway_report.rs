@@ -1,0 +1,417 @@
+//! Turns the JSON lines of a `bench/gateway.sh` run into a Markdown summary.
+//!
+//! Lines carry a `phase` (`throughput`: closed loop, or `fixed_rate`: open loop), a `target`
+//! (`direct`, `nginx` or `portcullis`) and a `round`; the proxies' lines carry the proxy's CPU
+//! share as `server_cpu`, every line the upstream's as `upstream_cpu`, the load generator's as
+//! `client_cpu` and the cores the whole machine kept busy as `machine_cpu`. A line with
+//! `"phase":"skipped"` says why a target was not measured (`reason`).
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::report::{fmt, median, medians, num};
+
+/// Share of nginx's throughput portcullis must reach.
+pub const GOAL_NGINX_RATIO: f64 = 0.95;
+/// Largest p99 latency portcullis may add over the direct path at half load, in milliseconds.
+pub const GOAL_ADDED_P99_MS: f64 = 0.2;
+/// Below this share of its core a proxy was not the bottleneck of a closed-loop run.
+const PROXY_SATURATED: f64 = 0.90;
+/// Above this much of a core used beyond the three processes, a run was disturbed: the kernel's
+/// loopback work that is charged to none of them takes 0.05 (direct) to 0.2 (through a proxy) of a
+/// core on this machine; more is other processes.
+const OTHER_BUSY: f64 = 0.30;
+
+/// The CPU (in cores) the machine used in a run's measured window beyond the proxy, the upstream
+/// and the load generator: other processes, and kernel work not charged to any of them.
+pub fn other_cpu(v: &Value) -> Option<f64> {
+    let known: f64 = ["server_cpu", "upstream_cpu", "client_cpu"]
+        .iter()
+        .filter_map(|k| num(v, k))
+        .sum();
+    num(v, "machine_cpu").map(|m| (m - known).max(0.0))
+}
+
+/// The targets, in the order of the tables, with their names there.
+const TARGETS: [(&str, &str); 3] = [
+    ("direct", "(a) direct"),
+    ("nginx", "(b) nginx"),
+    ("portcullis", "(c) portcullis"),
+];
+
+fn lines<'a>(runs: &'a [Value], phase: &str, target: &str) -> Vec<&'a Value> {
+    runs.iter()
+        .filter(|r| r["phase"] == phase && r["target"] == target)
+        .collect()
+}
+
+fn rounds(runs: &[Value], phase: &str) -> Vec<u64> {
+    let mut out: Vec<u64> = runs
+        .iter()
+        .filter(|r| r["phase"] == phase)
+        .filter_map(|r| r["round"].as_u64())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn of_round<'a>(runs: &'a [Value], phase: &str, target: &str, round: u64) -> Option<&'a Value> {
+    runs.iter().find(|r| {
+        r["phase"] == phase && r["target"] == target && r["round"].as_u64() == Some(round)
+    })
+}
+
+/// `key` of `a` divided (or, with `diff`, minus) `key` of `b`, per round, in round order.
+fn per_round(
+    runs: &[Value],
+    phase: &str,
+    (a, b): (&str, &str),
+    key: &str,
+    diff: bool,
+) -> Vec<(u64, f64)> {
+    rounds(runs, phase)
+        .into_iter()
+        .filter_map(|round| {
+            let x = num(of_round(runs, phase, a, round)?, key)?;
+            let y = num(of_round(runs, phase, b, round)?, key)?;
+            match diff {
+                true => Some((round, x - y)),
+                false if y > 0.0 => Some((round, x / y)),
+                false => None,
+            }
+        })
+        .collect()
+}
+
+/// Per round: portcullis' throughput over nginx's.
+pub fn nginx_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(runs, "throughput", ("portcullis", "nginx"), "rps", false)
+}
+
+/// Per round: portcullis' throughput over the direct path's.
+pub fn direct_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(runs, "throughput", ("portcullis", "direct"), "rps", false)
+}
+
+/// Per round at the fixed rate: the p99 of `target` minus the direct path's, in µs.
+pub fn added_p99_us(runs: &[Value], target: &str) -> Vec<(u64, f64)> {
+    per_round(runs, "fixed_rate", (target, "direct"), "p99_us", true)
+}
+
+fn median_of(v: &[(u64, f64)]) -> Option<f64> {
+    median(&v.iter().map(|(_, x)| *x).collect::<Vec<_>>())
+}
+
+fn find(v: &[(u64, f64)], round: u64) -> Option<f64> {
+    v.iter().find(|(r, _)| *r == round).map(|(_, x)| *x)
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+/// The Markdown summary of a run.
+pub fn markdown(runs: &[Value]) -> String {
+    let mut s = String::new();
+    for skipped in runs.iter().filter(|r| r["phase"] == "skipped") {
+        let _ = writeln!(
+            s,
+            "**{} not measured:** {}\n",
+            skipped["target"].as_str().unwrap_or("?"),
+            skipped["reason"].as_str().unwrap_or("no reason given"),
+        );
+    }
+    throughput(&mut s, runs);
+    fixed_rate(&mut s, runs);
+    disturbed(&mut s, runs);
+    s
+}
+
+/// Warns about runs during which other processes used the CPU.
+fn disturbed(s: &mut String, runs: &[Value]) {
+    let runs: Vec<String> = runs
+        .iter()
+        .filter_map(|v| Some((v, other_cpu(v)?)))
+        .filter(|(_, other)| *other > OTHER_BUSY)
+        .map(|(v, other)| {
+            format!(
+                "{} {} round {} ({other:.2})",
+                v["phase"].as_str().unwrap_or("?"),
+                v["target"].as_str().unwrap_or("?"),
+                fmt(num(v, "round"), 0)
+            )
+        })
+        .collect();
+    if !runs.is_empty() {
+        let _ = writeln!(
+            s,
+            "Warning: something else used more than {OTHER_BUSY} of a core (other processes, or \
+             kernel work charged to none of the measured ones) during: {}. Those figures are \
+             disturbed; run again on an idle machine.\n",
+            runs.join(", ")
+        );
+    }
+}
+
+/// The order in which the targets ran in `round` (letters a, b, c).
+fn order(runs: &[Value], phase: &str, round: u64) -> String {
+    runs.iter()
+        .filter(|r| r["phase"] == phase && r["round"].as_u64() == Some(round))
+        .filter_map(|r| TARGETS.iter().position(|(t, _)| r["target"] == *t))
+        .map(|i| ["a", "b", "c"][i])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn throughput(s: &mut String, runs: &[Value]) {
+    let all_rounds = rounds(runs, "throughput");
+    if all_rounds.is_empty() {
+        return;
+    }
+    let (cb, ca) = (nginx_ratios(runs), direct_ratios(runs));
+    let _ = writeln!(
+        s,
+        "### Throughput, closed loop (`GET /`, \"Hello, World!\")\n"
+    );
+    let _ = writeln!(
+        s,
+        "| round | order | (a) direct rps | (b) nginx rps | (c) portcullis rps | (c) / (b) | (c) / (a) |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for &round in &all_rounds {
+        let rps = |t| of_round(runs, "throughput", t, round).and_then(|v| num(v, "rps"));
+        let _ = writeln!(
+            s,
+            "| {round} | {} | {} | {} | {} | {} | {} |",
+            order(runs, "throughput", round),
+            fmt(rps("direct"), 0),
+            fmt(rps("nginx"), 0),
+            fmt(rps("portcullis"), 0),
+            fmt(find(&cb, round), 3),
+            fmt(find(&ca, round), 3),
+        );
+    }
+    let med = |t| medians(&lines(runs, "throughput", t), "rps");
+    let (ratio_b, ratio_a) = (median_of(&cb), median_of(&ca));
+    let _ = writeln!(
+        s,
+        "| **median** | | {} | {} | {} | **{}** | {} |\n",
+        fmt(med("direct"), 0),
+        fmt(med("nginx"), 0),
+        fmt(med("portcullis"), 0),
+        fmt(ratio_b, 3),
+        fmt(ratio_a, 3),
+    );
+    let _ = writeln!(
+        s,
+        "Median ratio (c) portcullis / (b) nginx: **{}** (goal ≥ {GOAL_NGINX_RATIO:.2}: {}). \
+         Median ratio (c) portcullis / (a) direct: {}.\n",
+        fmt(ratio_b, 3),
+        verdict(ratio_b.map(|r| r >= GOAL_NGINX_RATIO)),
+        fmt(ratio_a, 3),
+    );
+    let _ = writeln!(
+        s,
+        "CPU share of one core used in the measured window (median over rounds):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| target | proxy | upstream | load generator | other | p50 µs | p99 µs |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    for (t, name) in TARGETS {
+        let set = lines(runs, "throughput", t);
+        if set.is_empty() {
+            continue;
+        }
+        let other = median(&set.iter().filter_map(|v| other_cpu(v)).collect::<Vec<_>>());
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            fmt(medians(&set, "server_cpu"), 2),
+            fmt(medians(&set, "upstream_cpu"), 2),
+            fmt(medians(&set, "client_cpu"), 2),
+            fmt(other, 2),
+            fmt(medians(&set, "p50_us"), 1),
+            fmt(medians(&set, "p99_us"), 1),
+        );
+    }
+    s.push('\n');
+    for (t, _) in &TARGETS[1..] {
+        let idle: Vec<String> = lines(runs, "throughput", t)
+            .iter()
+            .filter(|v| num(v, "server_cpu").is_some_and(|c| c < PROXY_SATURATED))
+            .map(|v| fmt(num(v, "round"), 0))
+            .collect();
+        if !idle.is_empty() {
+            let _ = writeln!(
+                s,
+                "Warning: {t} used less than {:.0}% of its core in round(s) {}: it was not the \
+                 bottleneck (the core of the upstream and the load generator, or another \
+                 process, held it back), so that figure understates it.\n",
+                PROXY_SATURATED * 100.0,
+                idle.join(", ")
+            );
+        }
+    }
+}
+
+fn fixed_rate(s: &mut String, runs: &[Value]) {
+    let all_rounds = rounds(runs, "fixed_rate");
+    if all_rounds.is_empty() {
+        return;
+    }
+    let rate = medians(&lines(runs, "fixed_rate", "portcullis"), "target_rps").or_else(|| {
+        runs.iter()
+            .find(|r| r["phase"] == "fixed_rate")
+            .and_then(|r| num(r, "target_rps"))
+    });
+    let _ = writeln!(
+        s,
+        "### Latency at {} req/s, open loop (median over rounds)\n",
+        fmt(rate, 0)
+    );
+    let _ = writeln!(s, "| target | achieved rps | p50 µs | p99 µs | p99.9 µs |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for (t, name) in TARGETS {
+        let set = lines(runs, "fixed_rate", t);
+        if set.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} |",
+            fmt(medians(&set, "rps"), 0),
+            fmt(medians(&set, "p50_us"), 1),
+            fmt(medians(&set, "p99_us"), 1),
+            fmt(medians(&set, "p999_us"), 1),
+        );
+    }
+    let (added_c, added_b) = (
+        added_p99_us(runs, "portcullis"),
+        added_p99_us(runs, "nginx"),
+    );
+    let _ = writeln!(
+        s,
+        "\n| round | order | p99 µs (a) | p99 µs (b) | p99 µs (c) | added p99 µs, (b) − (a) | added p99 µs, (c) − (a) |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for &round in &all_rounds {
+        let p99 = |t| of_round(runs, "fixed_rate", t, round).and_then(|v| num(v, "p99_us"));
+        let _ = writeln!(
+            s,
+            "| {round} | {} | {} | {} | {} | {} | {} |",
+            order(runs, "fixed_rate", round),
+            fmt(p99("direct"), 1),
+            fmt(p99("nginx"), 1),
+            fmt(p99("portcullis"), 1),
+            fmt(find(&added_b, round), 1),
+            fmt(find(&added_c, round), 1),
+        );
+    }
+    let (med_c, med_b) = (median_of(&added_c), median_of(&added_b));
+    let _ = writeln!(
+        s,
+        "| **median** | | | | | {} | **{}** |\n",
+        fmt(med_b, 1),
+        fmt(med_c, 1)
+    );
+    let _ = writeln!(
+        s,
+        "Added p99 of (c) portcullis over (a) direct at this load: **{} ms** (median of the \
+         rounds' differences; goal ≤ {GOAL_ADDED_P99_MS} ms: {}). nginx adds {} ms.\n",
+        fmt(med_c.map(|us| us / 1000.0), 3),
+        verdict(med_c.map(|us| us / 1000.0 <= GOAL_ADDED_P99_MS)),
+        fmt(med_b.map(|us| us / 1000.0), 3),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(phase: &str, target: &str, round: u64, rps: f64, p99: f64) -> Value {
+        json!({"phase": phase, "target": target, "round": round, "rps": rps, "p99_us": p99,
+               "server_cpu": 0.99, "upstream_cpu": 0.4, "client_cpu": 0.5})
+    }
+
+    fn sample() -> Vec<Value> {
+        vec![
+            run("throughput", "direct", 1, 40000.0, 900.0),
+            run("throughput", "nginx", 1, 30000.0, 1500.0),
+            run("throughput", "portcullis", 1, 24000.0, 2000.0),
+            run("throughput", "nginx", 2, 20000.0, 1500.0),
+            run("throughput", "portcullis", 2, 20000.0, 2000.0),
+            run("throughput", "direct", 2, 40000.0, 900.0),
+            run("fixed_rate", "direct", 1, 11000.0, 300.0),
+            run("fixed_rate", "nginx", 1, 11000.0, 400.0),
+            run("fixed_rate", "portcullis", 1, 11000.0, 450.0),
+            run("fixed_rate", "nginx", 2, 11000.0, 420.0),
+            run("fixed_rate", "portcullis", 2, 11000.0, 610.0),
+            run("fixed_rate", "direct", 2, 11000.0, 310.0),
+        ]
+    }
+
+    #[test]
+    fn ratios_and_added_latency_pair_rounds() {
+        let runs = sample();
+        assert_eq!(nginx_ratios(&runs), vec![(1, 0.8), (2, 1.0)]);
+        assert_eq!(direct_ratios(&runs), vec![(1, 0.6), (2, 0.5)]);
+        assert_eq!(
+            added_p99_us(&runs, "portcullis"),
+            vec![(1, 150.0), (2, 300.0)]
+        );
+    }
+
+    #[test]
+    fn summary_states_goals_and_order() {
+        let md = markdown(&sample());
+        // Median of 0.8 and 1.0 is 0.9 < 0.95; median added p99 225 µs > 200 µs.
+        assert!(md.contains("**0.900** (goal ≥ 0.95: **not met**)"), "{md}");
+        assert!(md.contains("**0.225 ms**"), "{md}");
+        assert!(md.contains("goal ≤ 0.2 ms: **not met**"), "{md}");
+        assert!(md.contains("| 2 | b c a |"), "{md}");
+        assert!(!md.contains("Warning"), "{md}");
+    }
+
+    #[test]
+    fn skipped_target_and_idle_proxy_are_reported() {
+        let mut runs =
+            vec![json!({"phase": "skipped", "target": "nginx", "reason": "not installed"})];
+        runs.push(run("throughput", "direct", 1, 40000.0, 900.0));
+        let mut c = run("throughput", "portcullis", 1, 24000.0, 2000.0);
+        c["server_cpu"] = json!(0.5);
+        runs.push(c);
+        let md = markdown(&runs);
+        assert!(md.contains("**nginx not measured:** not installed"), "{md}");
+        assert!(md.contains("goal ≥ 0.95: not measured"), "{md}");
+        assert!(
+            md.contains("Warning: portcullis used less than 90%"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn other_processes_are_reported() {
+        let mut runs = sample();
+        assert_eq!(other_cpu(&runs[1]), None);
+        runs[1]["machine_cpu"] = json!(1.89);
+        runs[2]["machine_cpu"] = json!(2.0);
+        assert!((other_cpu(&runs[1]).unwrap_or(0.0) - 0.0).abs() < 1e-9);
+        assert!((other_cpu(&runs[2]).unwrap_or(0.0) - 0.11).abs() < 1e-9);
+        assert!(!markdown(&runs).contains("something else"));
+        runs[2]["machine_cpu"] = json!(2.3);
+        let md = markdown(&runs);
+        assert!(
+            md.contains("during: throughput portcullis round 1 (0.41)"),
+            "{md}"
+        );
+    }
+}
