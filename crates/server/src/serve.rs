@@ -133,4 +133,3 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
-
