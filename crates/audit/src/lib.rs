@@ -1,0 +1,26 @@
+//! The tamper-evident audit log: what a record is, how records are chained and sealed, how the
+//! chain head is signed at checkpoints, and how a stored log is verified.
+//!
+//! - Every tenant has its own chain (records without a tenant go to [`SYSTEM_CHAIN`]), so a
+//!   tenant's retention can cut its own chain without touching the others.
+//! - A record is sealed into an [`Entry`]: sequence number (from 1, no gaps), the SHA-256 of the
+//!   previous entry, and its own SHA-256 over chain, sequence, previous hash and the exact bytes
+//!   of the record's canonical JSON body, which is what is stored.
+//! - A [`Checkpoint`] signs a chain head (chain, sequence, hash, time) with Ed25519. A
+//!   retention checkpoint marks where a purged chain now starts.
+//! - [`verify::ChainVerifier`] walks a chain in order and names the first broken point.
+//!
+//! Storage lives behind [`store::AuditStore`]; the embedded backend is in `portcullis-sqlite`.
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod checkpoint;
+pub mod record;
+pub mod store;
+pub mod verify;
+
+pub use chain::{Chainer, Head};
+pub use checkpoint::{Checkpoint, CheckpointKind, CheckpointSigner, SignerError};
+pub use record::{Columns, Decision, Digest, Entry, Kind, Record, SYSTEM_CHAIN};
+pub use store::{AuditFilter, AuditStore, AuditStoreError};
+pub use verify::{Break, ChainReport, ChainVerifier, Problem};

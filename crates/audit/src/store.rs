@@ -1,0 +1,90 @@
+//! The audit storage trait. Backends: `portcullis-sqlite` (embedded, its own database file).
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::{
+    chain::Head,
+    checkpoint::Checkpoint,
+    record::{Decision, Entry, Kind},
+};
+
+/// An audit storage failure. The text is for logs and the operator, never for API clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditStoreError {
+    /// The backend failed (I/O, locked, full disk…).
+    #[error("audit storage error: {0}")]
+    Backend(String),
+    /// A stored row cannot be read as an entry (a broken hash length, an unknown kind…). The
+    /// verifier reports it as a broken point.
+    #[error("audit storage holds an unreadable row: {0}")]
+    Corrupt(String),
+}
+
+/// Filters of an audit search. Times are Unix microseconds; `since` is inclusive, `until`
+/// exclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub since_micros: Option<i64>,
+    pub until_micros: Option<i64>,
+    pub key_id: Option<String>,
+    pub action: Option<String>,
+    pub kind: Option<Kind>,
+    pub decision: Option<Decision>,
+}
+
+/// Where audit entries and checkpoints are kept. Append-only for everything but [`purge`],
+/// which removes a chain's oldest entries under a retention checkpoint in one transaction.
+///
+/// [`purge`]: AuditStore::purge
+#[async_trait]
+pub trait AuditStore: Send + Sync + Debug {
+    /// The last entry of every chain, for the writer to continue from.
+    async fn heads(&self) -> Result<Vec<(String, Head)>, AuditStoreError>;
+
+    /// Appends entries and checkpoints in one transaction: all of them are kept, or none.
+    async fn append(
+        &self,
+        entries: &[Entry],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), AuditStoreError>;
+
+    /// The names of every chain that has entries or checkpoints, sorted.
+    async fn chains(&self) -> Result<Vec<String>, AuditStoreError>;
+
+    /// Entries of `chain` with `seq >= from_seq` (and `<= to_seq`), in sequence order, at most
+    /// `limit`.
+    async fn entries(
+        &self,
+        chain: &str,
+        from_seq: u64,
+        to_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, AuditStoreError>;
+
+    /// Entries of `chain` matching `filter` with `seq > after_seq`, in sequence order, at most
+    /// `limit`.
+    async fn search(
+        &self,
+        chain: &str,
+        filter: &AuditFilter,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Entry>, AuditStoreError>;
+
+    /// Every checkpoint of `chain`, by sequence number.
+    async fn checkpoints(&self, chain: &str) -> Result<Vec<Checkpoint>, AuditStoreError>;
+
+    /// The sequence number of the first entry of `chain` at or after `time_micros`, if any.
+    async fn first_seq_since(
+        &self,
+        chain: &str,
+        time_micros: i64,
+    ) -> Result<Option<u64>, AuditStoreError>;
+
+    /// Removes the entries of `chain` with `seq <= anchor.seq` and stores the retention
+    /// checkpoint `anchor` (which signs the head at `anchor.seq`), in one transaction. Returns
+    /// how many entries were removed.
+    async fn purge(&self, chain: &str, anchor: &Checkpoint) -> Result<u64, AuditStoreError>;
+}
