@@ -152,10 +152,10 @@ impl ChainVerifier {
                 }
                 _ => {}
             }
-            if let Some(previous) = pending.insert(cp.seq, cp.hash) {
-                if previous != cp.hash {
-                    return Err(broken(cp.seq, Problem::CheckpointMismatch));
-                }
+            if let Some(previous) = pending.insert(cp.seq, cp.hash)
+                && previous != cp.hash
+            {
+                return Err(broken(cp.seq, Problem::CheckpointMismatch));
             }
         }
         let (mut next_seq, mut prev) = match anchor {
