@@ -18,9 +18,14 @@ pub mod checkpoint;
 pub mod record;
 pub mod store;
 pub mod verify;
+pub mod walk;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use chain::{Chainer, Head};
 pub use checkpoint::{Checkpoint, CheckpointKind, CheckpointSigner, SignerError};
 pub use record::{Columns, Decision, Digest, Entry, Kind, Record, SYSTEM_CHAIN};
 pub use store::{AuditFilter, AuditStore, AuditStoreError};
 pub use verify::{Break, ChainReport, ChainVerifier, Problem};
+pub use walk::{verify_chain, verify_store};
