@@ -1,7 +1,7 @@
 //! Configuration: defaults, then a TOML file, then `PORTCULLIS_*` environment variables (nested
 //! keys joined by `__`, e.g. `PORTCULLIS_CACHE__CAPACITY=0`), then command-line flags.
 //! Every option is documented in `docs/configuration.md`.
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use figment::{
     Figment,
@@ -31,6 +31,134 @@ pub struct Config {
     pub log: LogConfig,
     /// The reverse proxy (see `docs/gateway.md`).
     pub gateway: crate::gateway::GatewayConfig,
+    /// The tamper-evident audit log.
+    pub audit: AuditConfig,
+}
+
+/// What the server does when the audit log cannot keep up or cannot be written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditMode {
+    /// Refuse API and gateway requests (503 `audit_unavailable`) while records cannot be kept.
+    #[default]
+    FailClosed,
+    /// Keep serving; count dropped records and log once per degraded episode.
+    BestEffort,
+}
+
+/// How client addresses are written to the audit log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIpMode {
+    /// As seen.
+    #[default]
+    Store,
+    /// HMAC-SHA256 under a per-tenant key derived from the pepper: the same address gives the
+    /// same value within a tenant, and different values across tenants.
+    Pseudonymise,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    pub mode: AuditMode,
+    /// Records waiting for the writer, at most.
+    pub queue_capacity: usize,
+    /// Records written in one transaction, at most.
+    pub batch_max: usize,
+    /// A signed checkpoint of a chain after this many records…
+    pub checkpoint_every_records: u64,
+    /// …or this many seconds after its last one (when it has new records).
+    pub checkpoint_every_seconds: u64,
+    pub client_ip: ClientIpMode,
+    /// The Ed25519 checkpoint signing key. Default: `{data_dir}/audit-signing.key`, created
+    /// (mode 0600) on first start.
+    pub signing_key_file: Option<PathBuf>,
+    /// The audit database. Default: `{data_dir}/audit.sqlite3`.
+    pub database: Option<PathBuf>,
+    /// Entries older than this are purged (under a signed retention checkpoint).
+    pub retention_days: u32,
+    /// Per-tenant retention, overriding `retention_days`.
+    pub tenant_retention_days: BTreeMap<String, u32>,
+    pub purge_interval_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: AuditMode::FailClosed,
+            queue_capacity: 65_536,
+            batch_max: 4_096,
+            checkpoint_every_records: 10_000,
+            checkpoint_every_seconds: 60,
+            client_ip: ClientIpMode::Store,
+            signing_key_file: None,
+            database: None,
+            retention_days: 400,
+            tenant_retention_days: BTreeMap::new(),
+            purge_interval_seconds: 3_600,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Checks ranges; `Err` names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=(1 << 24)).contains(&self.queue_capacity) {
+            return Err(ConfigError::Invalid(
+                "audit.queue_capacity must be between 1 and 16777216",
+            ));
+        }
+        if !(1..=65_536).contains(&self.batch_max) {
+            return Err(ConfigError::Invalid(
+                "audit.batch_max must be between 1 and 65536",
+            ));
+        }
+        if self.checkpoint_every_records == 0 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_every_records must be at least 1",
+            ));
+        }
+        if !(1..=86_400).contains(&self.checkpoint_every_seconds) {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_every_seconds must be between 1 and 86400",
+            ));
+        }
+        if !(1..=36_500).contains(&self.retention_days) {
+            return Err(ConfigError::Invalid(
+                "audit.retention_days must be between 1 and 36500",
+            ));
+        }
+        for (tenant, days) in &self.tenant_retention_days {
+            if portcullis_core::tenant::TenantId::parse(tenant).is_err() {
+                return Err(ConfigError::Invalid(
+                    "audit.tenant_retention_days: a key is not a valid tenant id",
+                ));
+            }
+            if !(1..=36_500).contains(days) {
+                return Err(ConfigError::Invalid(
+                    "audit.tenant_retention_days: each value must be between 1 and 36500",
+                ));
+            }
+        }
+        if !(1..=604_800).contains(&self.purge_interval_seconds) {
+            return Err(ConfigError::Invalid(
+                "audit.purge_interval_seconds must be between 1 and 604800",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Retention of `tenant`'s chain in days.
+    pub fn retention_days_of(&self, tenant: &str) -> u32 {
+        self.tenant_retention_days
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.retention_days)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +205,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             log: LogConfig::default(),
             gateway: crate::gateway::GatewayConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -185,7 +314,23 @@ impl Config {
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return Err(ConfigError::Invalid("log.format must be json or text"));
         }
-        Ok(())
+        self.audit.validate()
+    }
+
+    /// The audit database file.
+    pub fn audit_database(&self) -> PathBuf {
+        self.audit
+            .database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.sqlite3"))
+    }
+
+    /// The audit checkpoint signing key file.
+    pub fn audit_signing_key_file(&self) -> PathBuf {
+        self.audit
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
     }
 
     pub fn key_policy(&self) -> KeyPolicy {
@@ -232,5 +377,44 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         std::fs::write(&f, "listn = \"127.0.0.1:9000\"\n").expect("write");
         assert!(Config::load(Some(&f)).is_err(), "unknown keys refused");
+    }
+
+    #[test]
+    fn audit_section() {
+        let c = Config::default();
+        assert!(c.audit.enabled);
+        assert_eq!(c.audit.mode, AuditMode::FailClosed);
+        assert_eq!(c.audit_database(), c.data_dir.join("audit.sqlite3"));
+        assert_eq!(
+            c.audit_signing_key_file(),
+            c.data_dir.join("audit-signing.key")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "[audit]\nmode = \"best_effort\"\nclient_ip = \"pseudonymise\"\nqueue_capacity = 8\ndatabase = \"/tmp/a.db\"\n[audit.tenant_retention_days]\nacme = 30\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&f)).expect("valid");
+        assert_eq!(c.audit.mode, AuditMode::BestEffort);
+        assert_eq!(c.audit.client_ip, ClientIpMode::Pseudonymise);
+        assert_eq!(c.audit.queue_capacity, 8);
+        assert_eq!(c.audit_database(), PathBuf::from("/tmp/a.db"));
+        assert_eq!(c.audit.retention_days_of("acme"), 30);
+        assert_eq!(c.audit.retention_days_of("beta"), 400);
+        for bad in [
+            "[audit]\nmode = \"sometimes\"\n",
+            "[audit]\nretention_days = 0\n",
+            "[audit]\nqueue_capacity = 0\n",
+            "[audit]\nbatch_max = 0\n",
+            "[audit]\ncheckpoint_every_seconds = 0\n",
+            "[audit.tenant_retention_days]\nacme = 0\n",
+            "[audit.tenant_retention_days]\n\"NOT A TENANT\" = 5\n",
+            "[audit]\nclient_ip = \"hide\"\n",
+        ] {
+            std::fs::write(&f, bad).expect("write");
+            assert!(Config::load(Some(&f)).is_err(), "{bad}");
+        }
     }
 }
