@@ -47,6 +47,7 @@ macro_rules! admin_columns {
     };
 }
 
+pub mod audit;
 mod bulk;
 mod queries;
 mod rows;
@@ -58,6 +59,8 @@ pub const READ_CONNECTIONS: u32 = 4;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache of each connection, in KiB.
 const CACHE_KIB: u32 = 16 * 1024;
+
+pub use audit::SqliteAuditStore;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

@@ -1,0 +1,37 @@
+-- portcullis audit log, version 1: its own database file, apart from the key store.
+-- One hash chain per tenant (`_system` for records without one). The columns beside `body` are
+-- copies kept for queries; the verifier checks them against the sealed body, which is what the
+-- hash covers. Hashes are SHA-256 (BLOB of 32 bytes), signatures Ed25519 (BLOB of 64 bytes).
+-- No CHECK constraints on purpose: the store is the only writer and writes typed values; a row
+-- changed behind its back must reach the verifier to be named, not be hidden by a constraint.
+
+CREATE TABLE audit_entries (
+    chain       TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    time_micros INTEGER NOT NULL,  -- unix microseconds
+    kind        TEXT    NOT NULL,  -- request | auth | change | maintenance
+    action      TEXT    NOT NULL,
+    tenant      TEXT,
+    key_id      TEXT,
+    decision    TEXT,              -- allow | deny
+    prev_hash   BLOB    NOT NULL,
+    hash        BLOB    NOT NULL,
+    body        TEXT    NOT NULL,  -- the record's canonical JSON
+    PRIMARY KEY (chain, seq)
+) STRICT, WITHOUT ROWID;
+
+-- Time ranges (search, retention's first_seq_since) and a key's history; both end in the
+-- primary key (chain, seq), so matches come in sequence order.
+CREATE INDEX audit_entries_time ON audit_entries (chain, time_micros);
+CREATE INDEX audit_entries_key ON audit_entries (chain, key_id) WHERE key_id IS NOT NULL;
+
+CREATE TABLE audit_checkpoints (
+    chain      TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    kind       TEXT    NOT NULL,  -- periodic | retention
+    time_nanos INTEGER NOT NULL,  -- unix nanoseconds
+    hash       BLOB    NOT NULL,
+    signer     TEXT    NOT NULL,
+    signature  BLOB    NOT NULL,
+    PRIMARY KEY (chain, seq, kind)
+) STRICT, WITHOUT ROWID;
