@@ -28,7 +28,9 @@ pub(crate) trait Expiring: Copy {
 /// See the module documentation.
 pub(crate) struct ShardedMap<K, V> {
     shards: Box<[Shard<K, V>]>,
-    hasher: RandomState,
+    /// foldhash's quality variant: its final avalanche spreads even sequential integer keys
+    /// evenly over the shards (the fast variant left some shards short).
+    hasher: foldhash::quality::RandomState,
     max_keys: usize,
 }
 
@@ -51,7 +53,7 @@ impl<K: Hash + Eq + Clone, V: Expiring> ShardedMap<K, V> {
             .collect();
         ShardedMap {
             shards,
-            hasher: RandomState::default(),
+            hasher: foldhash::quality::RandomState::default(),
             max_keys,
         }
     }
@@ -105,8 +107,10 @@ impl<K: Hash + Eq + Clone, V: Expiring> ShardedMap<K, V> {
 
     fn shard(&self, key: &K) -> &Shard<K, V> {
         // The shard hasher is independent of the shards' own hashers, so keys of one shard
-        // still spread over all of its buckets.
-        let index = self.hasher.hash_one(key) % self.shards.len() as u64;
+        // still spread over all of its buckets. Multiply-shift maps the hash's high bits to
+        // an index.
+        let high = self.hasher.hash_one(key) >> 32;
+        let index = (high * self.shards.len() as u64) >> 32;
         &self.shards[index as usize]
     }
 }
