@@ -15,7 +15,9 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod export;
 pub mod record;
+pub mod retention;
 pub mod store;
 pub mod verify;
 pub mod walk;

@@ -1,0 +1,176 @@
+//! Retention purges and exports on a real audit file: a purge removes a whole range from a
+//! chain's start under a signed retention checkpoint and leaves the rest verifiable; a broken
+//! chain is never purged; exports stream every matching entry as NDJSON or CSV.
+use portcullis_audit::{
+    AuditFilter, AuditStore, Chainer, CheckpointKind, CheckpointSigner, Decision, Kind, Problem,
+    Record,
+    export::{Format, export},
+    record::micros,
+    retention::{PurgeError, purge_chain},
+    verify_store,
+};
+use portcullis_sqlite::SqliteAuditStore;
+use time::{Duration, OffsetDateTime, macros::datetime};
+
+const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+fn signer() -> CheckpointSigner {
+    CheckpointSigner::from_seed(&[9; 32])
+}
+
+/// `n` records per chain for acme and beta, record `i` on day `i`, a periodic checkpoint every
+/// 5 entries of each chain.
+async fn log(store: &SqliteAuditStore, n: i64) {
+    let mut chainer = Chainer::default();
+    for i in 0..n {
+        let mut entries = Vec::new();
+        let mut cps = Vec::new();
+        for tenant in ["acme", "beta"] {
+            let mut r = Record::new(T0 + Duration::days(i), Kind::Request, "gateway.request")
+                .with("status", if i % 2 == 0 { 200 } else { 403 })
+                .with("note", "a, \"quoted\"\nline");
+            r.tenant = Some(tenant.into());
+            r.key_id = Some(format!("key_{}", i % 3));
+            r.decision = Some(if i % 2 == 0 {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            });
+            let e = chainer.seal(&r);
+            if e.seq % 5 == 0 {
+                cps.push(signer().sign(CheckpointKind::Periodic, tenant, e.seq, e.hash, r.time));
+            }
+            entries.push(e);
+        }
+        store.append(&entries, &cps).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn purge_removes_the_old_range_and_the_rest_verifies() {
+    let store = SqliteAuditStore::open_in_memory().await.unwrap();
+    log(&store, 30).await;
+    let key = signer().verifying_key();
+    // Keep days 12.. of acme: entries 1..=12 (days 0..=11) go.
+    let cutoff = T0 + Duration::days(12);
+    let purged = purge_chain(&store, &signer(), "acme", cutoff, T0 + Duration::days(40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((purged.removed, purged.through_seq), (12, 12));
+    let first = store.entries("acme", 0, None, 1).await.unwrap();
+    assert_eq!(first[0].seq, 13);
+    // beta is untouched; both verify.
+    assert_eq!(store.entries("beta", 0, None, 100).await.unwrap().len(), 30);
+    let reports = verify_store(&store, &key, None, None, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let acme = reports.iter().find(|r| r.chain == "acme").unwrap();
+    assert_eq!(
+        (acme.first_seq, acme.retention_anchor, acme.entries),
+        (13, 12, 18)
+    );
+    // Purging again with the same window removes nothing.
+    assert!(
+        purge_chain(&store, &signer(), "acme", cutoff, T0 + Duration::days(40))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A window past every entry keeps the last one, so numbering continues.
+    let all = purge_chain(&store, &signer(), "acme", T0 + Duration::days(99), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((all.removed, all.through_seq), (17, 29));
+    assert_eq!(store.heads().await.unwrap().len(), 2);
+    assert!(
+        verify_store(&store, &key, None, None, None)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_broken_range_is_not_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.sqlite3");
+    let store = SqliteAuditStore::open(&path).await.unwrap();
+    log(&store, 10).await;
+    store.close().await;
+    {
+        use sqlx::{Connection, SqliteConnection};
+        let mut c = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_entries SET body = replace(body, '403', '200') WHERE chain = 'acme' AND seq = 4")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let store = SqliteAuditStore::open(&path).await.unwrap();
+    let err = purge_chain(&store, &signer(), "acme", T0 + Duration::days(8), T0)
+        .await
+        .unwrap_err();
+    let PurgeError::Broken(b) = err else {
+        panic!("expected a broken chain, got {err:?}")
+    };
+    assert_eq!((b.seq, b.problem), (4, Problem::HashMismatch));
+    assert_eq!(store.entries("acme", 0, None, 100).await.unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn exports_stream_every_matching_entry() {
+    let store = SqliteAuditStore::open_in_memory().await.unwrap();
+    log(&store, 2_500).await;
+    // All of acme, in pages: NDJSON lines that carry the chain position and the record.
+    let mut out = Vec::new();
+    let n = export(
+        &store,
+        "acme",
+        &AuditFilter::default(),
+        Format::Ndjson,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2_500);
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2_500);
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[2_499]["seq"], 2_500);
+    assert_eq!(lines[7]["tenant"], "acme");
+    assert_eq!(lines[7]["data"]["status"], 403);
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+    // A filtered CSV: denied requests of key_1 in days [10, 100).
+    let filter = AuditFilter {
+        since_micros: Some(micros(T0 + Duration::days(10))),
+        until_micros: Some(micros(T0 + Duration::days(100))),
+        key_id: Some("key_1".into()),
+        decision: Some(Decision::Deny),
+        ..AuditFilter::default()
+    };
+    let mut out = Vec::new();
+    let n = export(&store, "acme", &filter, Format::Csv, &mut out)
+        .await
+        .unwrap();
+    let expected = (10..100).filter(|i| i % 3 == 1 && i % 2 == 1).count() as u64;
+    assert_eq!(n, expected);
+    let mut reader = csv::Reader::from_reader(out.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(&headers[1], "seq");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len() as u64, expected);
+    for row in &rows {
+        assert_eq!((&row[9], &row[11]), ("key_1", "deny"));
+        let data: serde_json::Value = serde_json::from_str(&row[13]).unwrap();
+        assert_eq!(data["note"], "a, \"quoted\"\nline");
+    }
+}
