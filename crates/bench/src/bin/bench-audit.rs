@@ -1,0 +1,247 @@
+//! `bench-audit`: how fast the audit writer's path stores records — seal (canonical JSON body,
+//! SHA-256 chain link) and `SqliteAuditStore::append` in batches into a fresh file — against a
+//! baseline measured in the same run: the same records appended through the same store into a
+//! second file without hashing (the body serialised, the hashes left zero). The two are
+//! interleaved batch by batch, the order alternating, so both see the same machine state and the
+//! same file growth. Prints one JSON line (stdout) and a human summary (stderr).
+//!
+//! ```text
+//! cargo run --release -p portcullis-bench --bin bench-audit -- --records 300000
+//! ```
+#![forbid(unsafe_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use portcullis_audit::{
+    AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Decision, Digest, Entry,
+    Kind, Record, record::Columns,
+};
+use portcullis_core::OffsetDateTime;
+use portcullis_sqlite::SqliteAuditStore;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench-audit",
+    about = "Audit append throughput against a no-hash baseline"
+)]
+struct Args {
+    /// Records to append (each to the candidate and to the baseline).
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Records per append (one transaction).
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Tenants the records are spread over (one chain each).
+    #[arg(long, default_value_t = 10)]
+    tenants: u32,
+    /// A signed periodic checkpoint of every chain after this many records (candidate only).
+    #[arg(long, default_value_t = 10_000)]
+    checkpoint_every: u64,
+    /// Directory for the two database files (a fresh one under the system temp directory by
+    /// default, removed at the end).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+/// Time spent per side.
+#[derive(Debug, Default)]
+struct Spent {
+    seal: Duration,
+    append: Duration,
+}
+
+impl Spent {
+    fn total(&self) -> Duration {
+        self.seal + self.append
+    }
+}
+
+/// A request record as the gateway writes it.
+fn request(rng: &mut SmallRng, tenants: u32, time: OffsetDateTime, n: u64) -> Record {
+    let tenant = rng.random_range(0..tenants);
+    let deny = rng.random_ratio(1, 20);
+    let mut r = Record::new(time, Kind::Request, "request")
+        .with(
+            "method",
+            if rng.random_ratio(1, 4) {
+                "POST"
+            } else {
+                "GET"
+            },
+        )
+        .with("route", "/v1/invoices/{id}")
+        .with("status", if deny { 429 } else { 200 })
+        .with("latency_us", rng.random_range(150..5_000))
+        .with("bytes_in", rng.random_range(0..2_048))
+        .with("bytes_out", rng.random_range(200..16_384))
+        .with(
+            "client_ip",
+            format!("203.0.113.{}", rng.random_range(1..255)),
+        );
+    r.tenant = Some(format!("tenant-{tenant:02}"));
+    r.actor = None;
+    r.key_id = Some(format!("key_01JF{:022}", rng.random_range(0..500u32)));
+    r.request_id = Some(format!("req_01JF{n:022}"));
+    r.decision = Some(if deny {
+        Decision::Deny
+    } else {
+        Decision::Allow
+    });
+    r.reason = deny.then(|| "rate_limited".to_owned());
+    r
+}
+
+/// The baseline's entry: the same body and columns, numbered, no hashing.
+fn unhashed(chainer: &mut std::collections::HashMap<String, u64>, record: &Record) -> Entry {
+    let seq = chainer.entry(record.chain().to_owned()).or_default();
+    *seq += 1;
+    Entry {
+        chain: record.chain().to_owned(),
+        seq: *seq,
+        prev_hash: Digest::ZERO,
+        hash: Digest::ZERO,
+        columns: Columns::of(record),
+        body: record.to_body(),
+    }
+}
+
+async fn run(args: &Args, dir: &Path) -> Result<serde_json::Value, AnyError> {
+    let candidate = SqliteAuditStore::open(&dir.join("candidate.sqlite3")).await?;
+    let baseline = SqliteAuditStore::open(&dir.join("baseline.sqlite3")).await?;
+    let signer = CheckpointSigner::from_seed(&[1; 32]);
+    let mut chainer = Chainer::default();
+    let mut numbers = std::collections::HashMap::new();
+    let mut rng = SmallRng::seed_from_u64(7);
+    let start = OffsetDateTime::now_utc();
+    let (mut cand, mut base) = (Spent::default(), Spent::default());
+    let (mut done, mut body_bytes, mut checkpoints) = (0u64, 0u64, 0u64);
+    let mut batch_no = 0u64;
+    while done < args.records {
+        let n = args.batch.min(usize::try_from(args.records - done)?);
+        let records: Vec<Record> = (done..done + n as u64)
+            .map(|i| {
+                let t = start + Duration::from_micros(i * 3);
+                request(&mut rng, args.tenants, t, i)
+            })
+            .collect();
+        let boundary =
+            (done + n as u64) / args.checkpoint_every.max(1) > done / args.checkpoint_every.max(1);
+        // Alternate which side goes first.
+        for side in [batch_no % 2, (batch_no + 1) % 2] {
+            if side == 0 {
+                let t = Instant::now();
+                let entries: Vec<Entry> = records.iter().map(|r| chainer.seal(r)).collect();
+                let cps: Vec<Checkpoint> = if boundary {
+                    chainer
+                        .heads()
+                        .map(|(c, h)| {
+                            signer.sign(
+                                CheckpointKind::Periodic,
+                                c,
+                                h.seq,
+                                h.hash,
+                                OffsetDateTime::now_utc(),
+                            )
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let sealed = Instant::now();
+                candidate.append(&entries, &cps).await?;
+                cand.seal += sealed - t;
+                cand.append += sealed.elapsed();
+                body_bytes += entries.iter().map(|e| e.body.len() as u64).sum::<u64>();
+                checkpoints += cps.len() as u64;
+            } else {
+                let t = Instant::now();
+                let entries: Vec<Entry> =
+                    records.iter().map(|r| unhashed(&mut numbers, r)).collect();
+                let built = Instant::now();
+                baseline.append(&entries, &[]).await?;
+                base.seal += built - t;
+                base.append += built.elapsed();
+            }
+        }
+        done += n as u64;
+        batch_no += 1;
+    }
+    candidate.close().await;
+    baseline.close().await;
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let rate = |s: &Spent| args.records as f64 / s.total().as_secs_f64();
+    Ok(json!({
+        "bench": "audit_append",
+        "records": args.records,
+        "batch": args.batch,
+        "tenants": args.tenants,
+        "checkpoints": checkpoints,
+        "mean_body_bytes": body_bytes / args.records.max(1),
+        "candidate_records_per_s": rate(&cand).round(),
+        "candidate_seal_s": cand.seal.as_secs_f64(),
+        "candidate_append_s": cand.append.as_secs_f64(),
+        "baseline_records_per_s": rate(&base).round(),
+        "baseline_build_s": base.seal.as_secs_f64(),
+        "baseline_append_s": base.append.as_secs_f64(),
+        "ratio_to_baseline": (rate(&cand) / rate(&base) * 1_000.0).round() / 1_000.0,
+        "candidate_file_bytes": size("candidate.sqlite3"),
+        "baseline_file_bytes": size("baseline.sqlite3"),
+    }))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.records == 0 || args.batch == 0 {
+        eprintln!("bench-audit: --records and --batch must be at least 1");
+        return ExitCode::FAILURE;
+    }
+    let (dir, remove) = match &args.dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let d =
+                std::env::temp_dir().join(format!("portcullis-bench-audit-{}", std::process::id()));
+            (d, true)
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("bench-audit: {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let result = run(&args, &dir).await;
+    if remove {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+            eprintln!(
+                "bench-audit: {} records in batches of {}: sealed + appended {:.0} records/s \
+                 (seal {:.2} s, append {:.2} s); baseline without hashing {:.0} records/s; \
+                 ratio {:.3}",
+                v["records"],
+                v["batch"],
+                f("candidate_records_per_s"),
+                f("candidate_seal_s"),
+                f("candidate_append_s"),
+                f("baseline_records_per_s"),
+                f("ratio_to_baseline"),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench-audit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
