@@ -282,7 +282,7 @@ mod tests {
                     Record::new(OffsetDateTime::UNIX_EPOCH, Kind::Request, "request").with("i", i);
                 r.tenant = Some((*chain).to_owned());
                 let e = chainer.seal(&r);
-                let cps = if e.seq % 100 == 0 {
+                let cps = if e.seq.is_multiple_of(100) {
                     vec![signer().sign(
                         CheckpointKind::Periodic,
                         chain,

@@ -38,7 +38,7 @@ fn record(chain: &str, i: u64) -> Record {
     r.tenant = (chain != SYSTEM_CHAIN).then(|| chain.to_owned());
     r.key_id = Some(format!("key_{}", i % 4));
     r.request_id = Some(format!("req_{chain}_{i}"));
-    r.decision = Some(if i % 3 == 0 {
+    r.decision = Some(if i.is_multiple_of(3) {
         Decision::Deny
     } else {
         Decision::Allow
@@ -61,7 +61,7 @@ async fn write_log(dir: &Path) -> (PathBuf, Log) {
             let e = chainer.seal(&record(chain, i));
             log.entry(chain.to_owned()).or_default().push(e);
         }
-        if (i + 1) % CHECKPOINT_EVERY == 0 {
+        if (i + 1).is_multiple_of(CHECKPOINT_EVERY) {
             let batch: Vec<Entry> = log
                 .values()
                 .flat_map(|v| &v[v.len() - 10..])

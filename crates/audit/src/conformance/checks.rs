@@ -108,7 +108,7 @@ pub async fn append_is_atomic(store: Arc<dyn AuditStore>) {
     }
     // The same batch without the fault is stored.
     store
-        .append(&new_acme, &[cp.clone()])
+        .append(&new_acme, std::slice::from_ref(&cp))
         .await
         .expect("append");
     assert_eq!(store.checkpoints("acme").await.expect("cps"), vec![cp]);
@@ -323,7 +323,10 @@ pub async fn purge_removes_only_the_anchored_range(store: Arc<dyn AuditStore>) {
     let acme = stored(store.as_ref(), &mut chainer, Some("acme"), 20).await;
     let beta = stored(store.as_ref(), &mut chainer, Some("beta"), 20).await;
     let periodic = checkpoint(CheckpointKind::Periodic, &acme[9]);
-    store.append(&[], &[periodic.clone()]).await.expect("cp");
+    store
+        .append(&[], std::slice::from_ref(&periodic))
+        .await
+        .expect("cp");
     let heads = sorted_heads(store.as_ref()).await;
 
     let anchor = checkpoint(CheckpointKind::Retention, &acme[9]);
