@@ -17,7 +17,7 @@ use portcullis_core::{
     tenant::{Environment, TenantId},
 };
 use portcullis_server::{
-    AppState, Config, datadir,
+    AppState, Config, audit, datadir,
     error::ApiError,
     ops::{self, Ctx},
     serve,
@@ -263,19 +263,34 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let clock = SystemClock;
     let policy = config.key_policy();
+    // Changes are recorded with actor `operator`; the records are written before exiting.
+    let audit = open_audit(&config).await?;
     let ctx = Ctx {
+        actor: audit::OPERATOR,
+        audit: &audit,
         store: dir.store.as_ref(),
         pepper: &dir.pepper,
         policy: &policy,
         now: clock.now(),
         cache: None,
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
         Command::AdminKey(cmd) => admin_key(ctx, &out, cmd).await,
         Command::Tenant(cmd) => tenant(ctx, &out, cmd).await,
         Command::Key(cmd) => key(ctx, &out, cmd).await,
-    }
+    };
+    let flushed = audit.shutdown(serve::AUDIT_SHUTDOWN_GRACE).await;
+    result?;
+    flushed.map_err(|e| Failure::Usage(format!("audit log: {e}")))
+}
+
+/// Opens the audit log of the data directory (a disabled one when `[audit] enabled = false`).
+async fn open_audit(config: &Config) -> Result<audit::AuditLog, Failure> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    audit::open(config, clock, Default::default())
+        .await
+        .map_err(|e| Failure::Usage(format!("audit log: {e}")))
 }
 
 async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(), Failure> {
@@ -284,9 +299,11 @@ async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    if let Some(root) = datadir::ensure_root_admin(dir.store.as_ref(), &dir.pepper, clock.as_ref())
-        .await
-        .map_err(|e| Failure::Usage(e.to_string()))?
+    let audit = open_audit(&config).await?;
+    if let Some(root) =
+        datadir::ensure_root_admin(dir.store.as_ref(), &dir.pepper, clock.as_ref(), &audit)
+            .await
+            .map_err(|e| Failure::Usage(e.to_string()))?
     {
         output::print_root_key(&root.key.id, root.secret.expose_secret(), &config.data_dir);
     }
@@ -298,7 +315,7 @@ async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(
         .map_err(|e| Failure::Usage(e.to_string()))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "portcullis listening");
     let store: Arc<dyn Store> = dir.store;
-    let state = AppState::new(&config, store, dir.pepper, clock);
+    let state = AppState::with_audit(&config, store, dir.pepper, clock, audit);
     let gateway = match config.gateway.listen {
         None => None,
         Some(gaddr) => {
@@ -369,7 +386,7 @@ async fn admin_key(ctx: Ctx<'_>, out: &Output, cmd: AdminKeyCmd) -> Result<(), F
                 tenant_id: tenant,
                 scopes,
             };
-            let new = ops::create_admin_key(ctx.store, ctx.pepper, ctx.now, input).await?;
+            let new = ops::create_admin_key(ctx, input).await?;
             out.created(
                 json!({"admin_key": new.key, "secret": new.secret.expose_secret()}),
                 new.secret.expose_secret(),
@@ -379,7 +396,7 @@ async fn admin_key(ctx: Ctx<'_>, out: &Output, cmd: AdminKeyCmd) -> Result<(), F
             &ctx.store.list_admin_keys().await?,
             &["id", "name", "tenant_id", "scopes", "hint", "revoked_at"],
         ),
-        AdminKeyCmd::Revoke { id } => out.one(&ctx.store.revoke_admin_key(&id, ctx.now).await?),
+        AdminKeyCmd::Revoke { id } => out.one(&ops::revoke_admin_key(ctx, &id).await?),
     }
     Ok(())
 }

@@ -88,6 +88,7 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "keys:read",
     "keys:write",
     "keys:verify",
+    "audit:read",
 ];
 
 /// Validates admin scopes: each must be well-formed and cover at least one known admin scope.

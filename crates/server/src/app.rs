@@ -9,7 +9,7 @@ use axum::{
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{error, health, keys, metrics, request_id, state::AppState, tenants, verify};
+use crate::{audit, error, health, keys, metrics, request_id, state::AppState, tenants, verify};
 
 const TENANTS: &str = "/v1/tenants";
 const TENANT: &str = "/v1/tenants/{tenant}";
@@ -17,14 +17,15 @@ const KEYS: &str = "/v1/tenants/{tenant}/keys";
 const KEY: &str = "/v1/tenants/{tenant}/keys/{key_id}";
 const KEY_ROLL: &str = "/v1/tenants/{tenant}/keys/{key_id}/roll";
 const KEY_REVOKE: &str = "/v1/tenants/{tenant}/keys/{key_id}/revoke";
+const AUDIT: &str = "/v1/tenants/{tenant}/audit";
 const VERIFY: &str = "/v1/verify";
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
 
 /// Every route template; the metrics label requests by these.
-pub const ROUTES: [&str; 10] = [
-    TENANTS, TENANT, KEYS, KEY, KEY_ROLL, KEY_REVOKE, VERIFY, HEALTHZ, READYZ, METRICS,
+pub const ROUTES: [&str; 11] = [
+    TENANTS, TENANT, KEYS, KEY, KEY_ROLL, KEY_REVOKE, AUDIT, VERIFY, HEALTHZ, READYZ, METRICS,
 ];
 
 pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
@@ -40,10 +41,12 @@ pub fn router(state: AppState) -> Router {
         .route(KEY, get(keys::get).patch(keys::update))
         .route(KEY_ROLL, post(keys::roll))
         .route(KEY_REVOKE, post(keys::revoke))
+        .route(AUDIT, get(audit::api::list))
         .route(VERIFY, post(verify::verify))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(metrics::handler))
+        .route_layer(from_fn_with_state(state.clone(), audit::request::layer))
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -19,6 +19,7 @@ use portcullis_core::{
 };
 
 use crate::{
+    audit::{self, request::AuditSlot},
     cache::{CachedAdmin, CachedKey, Entry},
     error::ApiError,
     metrics::{CodeLabel, ResultLabel},
@@ -128,37 +129,69 @@ pub struct Admin {
     /// `X-Tenant-Id`, when sent: the request then acts on that tenant only (for a tenant-bound
     /// key it has already been checked to be the key's own).
     pub tenant_header: Option<TenantId>,
+    /// The request's audit facts (absent outside the API router).
+    pub audit: Option<AuditSlot>,
 }
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = credential(&parts.headers)?;
+        let slot = parts.extensions.get::<AuditSlot>().cloned();
+        let audit_failure = |reason: &'static str, tenant: Option<&TenantId>, hint| {
+            if let Some(slot) = &slot {
+                slot.with(|f| {
+                    f.auth = Some("failure");
+                    f.tenant = f.tenant.take().or_else(|| tenant.cloned());
+                    f.data.insert("auth_failure".into(), reason.into());
+                });
+            }
+            state.audit.record(audit::request::auth_failure(
+                state.clock.now(),
+                tenant,
+                reason,
+                hint,
+                crate::request_id::current(),
+            ));
+        };
+        let secret = match credential(&parts.headers) {
+            Ok(s) => s,
+            Err(e) => {
+                audit_failure(e.code, None, None);
+                return Err(e);
+            }
+        };
         let tenant = tenant_header(&parts.headers)?;
-        let reject = |reason: &'static str| {
+        let reject = |reason: &'static str, owner: Option<&TenantId>| {
             state
                 .metrics
                 .auth_failures
                 .get_or_create(&CodeLabel { code: reason })
                 .inc();
+            let hint = key::hint(secret.expose_secret());
             tracing::warn!(
                 reason,
-                key_hint = key::hint(secret.expose_secret())
-                    .as_deref()
-                    .unwrap_or("(malformed)"),
+                key_hint = hint.as_deref().unwrap_or("(malformed)"),
                 "admin authentication failed"
             );
+            audit_failure(reason, owner, hint);
             ApiError::invalid_api_key()
         };
         let cached = match resolve(state, secret.expose_secret()).await? {
             Entry::Admin(a) => a,
-            Entry::Key(_) => return Err(reject("not_an_admin_key")),
-            Entry::Unknown => return Err(reject("unknown_or_malformed")),
+            Entry::Key(k) => return Err(reject("not_an_admin_key", Some(&k.found.key.tenant_id))),
+            Entry::Unknown => return Err(reject("unknown_or_malformed", None)),
         };
         let now = state.clock.now();
         if cached.key.revoked_at.is_some_and(|r| r <= now) {
-            return Err(reject("revoked"));
+            return Err(reject("revoked", cached.key.tenant_id.as_ref()));
+        }
+        if let Some(slot) = &slot {
+            slot.with(|f| {
+                f.auth = Some("success");
+                f.actor = Some(cached.key.id.clone());
+                f.tenant = cached.key.tenant_id.clone().or_else(|| tenant.clone());
+            });
         }
         if cached
             .used
@@ -179,6 +212,7 @@ impl FromRequestParts<AppState> for Admin {
         Ok(Admin {
             key: admin,
             tenant_header: tenant,
+            audit: slot,
         })
     }
 }
@@ -208,6 +242,9 @@ impl Admin {
                 "tenant_mismatch",
                 "X-Tenant-Id names another tenant than the one in the path",
             ));
+        }
+        if let Some(slot) = &self.audit {
+            slot.with(|f| f.tenant = Some(t.clone()));
         }
         Ok(t)
     }

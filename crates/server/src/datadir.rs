@@ -119,11 +119,13 @@ fn warn_if_readable_by_others(path: &Path) {
 }
 
 /// On a store with no admin key at all, creates the root admin key (all admin scopes) and
-/// returns it so the caller can show its secret once.
+/// returns it so the caller can show its secret once. The creation is recorded in `audit` with
+/// actor `bootstrap`.
 pub async fn ensure_root_admin(
     store: &dyn Store,
     pepper: &Pepper,
     clock: &dyn Clock,
+    audit: &crate::audit::AuditLog,
 ) -> Result<Option<NewAdminKey>, DataDirError> {
     if store.count_admin_keys().await? > 0 {
         return Ok(None);
@@ -133,7 +135,15 @@ pub async fn ensure_root_admin(
         tenant_id: None,
         scopes: Vec::new(),
     };
-    Ok(Some(
-        crate::ops::create_admin_key(store, pepper, clock.now(), root).await?,
-    ))
+    let policy = portcullis_core::request::KeyPolicy::default();
+    let ctx = crate::ops::Ctx {
+        actor: crate::audit::BOOTSTRAP,
+        audit,
+        store,
+        pepper,
+        policy: &policy,
+        now: clock.now(),
+        cache: None,
+    };
+    Ok(Some(crate::ops::create_admin_key(ctx, root).await?))
 }

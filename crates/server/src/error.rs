@@ -89,7 +89,7 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "a query parameter is unknown or malformed",
     ),
     ("invalid_cursor", 400, "the pagination cursor is malformed"),
-    ("invalid_limit", 400, "limit must be between 1 and 100"),
+    ("invalid_limit", 400, "limit is out of range"),
     ("invalid_ip", 400, "ip is not an IPv4 or IPv6 address"),
     (
         "invalid_tenant_id",
@@ -200,6 +200,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "an internal error; the request id identifies it in the logs",
     ),
     ("service_unavailable", 503, "the store is not reachable"),
+    (
+        "audit_unavailable",
+        503,
+        "the audit log cannot record requests (fail_closed mode); retry later",
+    ),
 ];
 
 /// An error answer.
@@ -265,7 +270,11 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "request_id": request_id::current(),
         }});
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        // The audit record of the request takes its reason from here.
+        resp.extensions_mut()
+            .insert(crate::audit::request::ErrorCode(self.code));
+        resp
     }
 }
 

@@ -57,7 +57,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WithSecret>), ApiError> {
     admin.require("keys:write")?;
     let tenant = admin.tenant(&tenant)?;
-    let new = ops::create_key(state.ctx(), &tenant, body).await?;
+    let new = ops::create_key(state.ctx(&admin.key.id), &tenant, body).await?;
     tracing::info!(tenant = %tenant, key_id = %new.key.id, admin_key = %admin.key.id, "key created");
     let secret = new.secret.expose_secret().to_owned();
     Ok((
@@ -122,7 +122,7 @@ pub async fn update(
 ) -> Result<Json<ApiKey>, ApiError> {
     admin.require("keys:write")?;
     let tenant = admin.tenant(&tenant)?;
-    let key = ops::update_key(state.ctx(), &tenant, key_id(&id)?, body).await?;
+    let key = ops::update_key(state.ctx(&admin.key.id), &tenant, key_id(&id)?, body).await?;
     tracing::info!(tenant = %tenant, key_id = %key.id, admin_key = %admin.key.id, "key updated");
     Ok(Json(key))
 }
@@ -135,7 +135,7 @@ pub async fn roll(
 ) -> Result<Json<WithSecret>, ApiError> {
     admin.require("keys:write")?;
     let tenant = admin.tenant(&tenant)?;
-    let rolled = ops::roll_key(state.ctx(), &tenant, key_id(&id)?, body).await?;
+    let rolled = ops::roll_key(state.ctx(&admin.key.id), &tenant, key_id(&id)?, body).await?;
     tracing::info!(tenant = %tenant, key_id = %rolled.key.id, admin_key = %admin.key.id, "key rolled");
     let secret = rolled.secret.expose_secret().to_owned();
     Ok(Json(WithSecret {
@@ -152,7 +152,7 @@ pub async fn revoke(
 ) -> Result<Json<ApiKey>, ApiError> {
     admin.require("keys:write")?;
     let tenant = admin.tenant(&tenant)?;
-    let key = ops::revoke_key(state.ctx(), &tenant, key_id(&id)?).await?;
+    let key = ops::revoke_key(state.ctx(&admin.key.id), &tenant, key_id(&id)?).await?;
     tracing::info!(tenant = %tenant, key_id = %key.id, admin_key = %admin.key.id, "key revoked");
     Ok(Json(key))
 }

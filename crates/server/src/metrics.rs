@@ -92,10 +92,91 @@ pub struct Metrics {
     pub brute_force_refused: Counter,
     pub brute_force_blocks: Counter,
     pub gateway_open_connections: Gauge,
+    pub audit: AuditMetrics,
+}
+
+/// The audit log's metrics. Cheap to clone (every handle shares its value): the audit writer
+/// holds a copy.
+#[derive(Debug, Clone)]
+pub struct AuditMetrics {
+    /// Records committed to the audit store (acknowledged).
+    pub written: Counter,
+    /// Records that did not fit the queue.
+    pub dropped: Counter,
+    /// Failed batch writes (each retried).
+    pub write_failures: Counter,
+    pub checkpoints: Counter,
+    pub queue_depth: Gauge,
+    /// 1 while the last write succeeded, 0 after a failure.
+    pub healthy: Gauge,
+    pub batch_duration: Histogram,
+}
+
+impl Default for AuditMetrics {
+    fn default() -> Self {
+        Self {
+            written: Counter::default(),
+            dropped: Counter::default(),
+            write_failures: Counter::default(),
+            checkpoints: Counter::default(),
+            queue_depth: Gauge::default(),
+            healthy: Gauge::default(),
+            batch_duration: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+        }
+    }
+}
+
+impl AuditMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "audit_records_written",
+            "Audit records committed to the audit store",
+            self.written.clone(),
+        );
+        registry.register(
+            "audit_records_dropped",
+            "Audit records dropped because the queue was full",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Failed audit batch writes (retried)",
+            self.write_failures.clone(),
+        );
+        registry.register(
+            "audit_checkpoints_written",
+            "Signed audit checkpoints written",
+            self.checkpoints.clone(),
+        );
+        registry.register(
+            "audit_queue_depth",
+            "Audit records waiting for the writer",
+            self.queue_depth.clone(),
+        );
+        registry.register(
+            "audit_healthy",
+            "1 while the last audit write succeeded, 0 after a failure",
+            self.healthy.clone(),
+        );
+        registry.register(
+            "audit_batch_duration_seconds",
+            "Time to seal and commit one audit batch",
+            self.batch_duration.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::with_audit(AuditMetrics::default())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the audit log's handles `audit` registered among them.
+    pub fn with_audit(audit: AuditMetrics) -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
@@ -181,7 +262,9 @@ impl Default for Metrics {
             "Open client connections of the gateway listener",
             gateway_open_connections.clone(),
         );
+        audit.register(&mut registry);
         Self {
+            audit,
             registry,
             gateway_requests,
             gateway_duration,

@@ -1,10 +1,12 @@
 //! The changes portcullis makes, shared by the HTTP API and the operator CLI so both validate
-//! and write exactly alike. Each is one store transaction.
+//! and write exactly alike. Each is one store transaction, and each successful one is an audit
+//! record (kind `change`) with its actor, its target and the object before and after (key
+//! records carry only the non-secret hint: never a secret, never a hash).
 use axum::http::StatusCode;
 use portcullis_core::{
     ExposeSecret, OffsetDateTime,
     hash::Pepper,
-    model::{ApiKey, Tenant},
+    model::{AdminKey, ApiKey, Tenant},
     request::{
         self, CreateAdminKey, CreateKey, CreateTenant, KeyPolicy, NewAdminKey, NewKey, RollKey,
         UpdateKey, UpdateTenant,
@@ -12,18 +14,56 @@ use portcullis_core::{
     tenant::{TenantId, TenantStatus},
 };
 use portcullis_store::{Store, StoreError};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::{cache::KeyCache, error::ApiError};
+use crate::{
+    audit::{AuditLog, Kind, Record},
+    cache::KeyCache,
+    error::ApiError,
+};
 
 /// Everything a change needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
+    /// Who makes the change: an admin key id (HTTP API), `operator` (the CLI) or `bootstrap`.
+    pub actor: &'a str,
+    /// Where the change is recorded.
+    pub audit: &'a AuditLog,
     pub store: &'a dyn Store,
     pub pepper: &'a Pepper,
     pub policy: &'a KeyPolicy,
     pub now: OffsetDateTime,
     /// The cache to invalidate (the CLI has none).
     pub cache: Option<&'a KeyCache>,
+}
+
+fn json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Records a change made by `ctx.actor`.
+fn changed(
+    ctx: Ctx<'_>,
+    action: &str,
+    tenant: Option<&TenantId>,
+    key_id: Option<&str>,
+    target: Value,
+    before: Option<Value>,
+    after: Value,
+) {
+    let mut r = Record::new(ctx.now, Kind::Change, action);
+    r.tenant = tenant.map(|t| t.as_str().to_owned());
+    r.actor = Some(ctx.actor.to_owned());
+    r.key_id = key_id.map(str::to_owned);
+    r.request_id = crate::request_id::current();
+    r.decision = Some(portcullis_audit::Decision::Allow);
+    r.data.insert("target".into(), target);
+    if let Some(b) = before {
+        r.data.insert("before".into(), b);
+    }
+    r.data.insert("after".into(), after);
+    ctx.audit.record(r);
 }
 
 /// A roll's result: the key, its new secret and when the previous secret stops working.
@@ -37,21 +77,52 @@ pub struct RolledKey {
 /// Creates an admin key (operator CLI and first start; there is no HTTP endpoint for it).
 /// Validation failures come back as [`StoreError::Invalid`]; a missing tenant as `NotFound`.
 pub async fn create_admin_key(
-    store: &dyn Store,
-    pepper: &Pepper,
-    now: OffsetDateTime,
+    ctx: Ctx<'_>,
     input: CreateAdminKey,
 ) -> Result<NewAdminKey, StoreError> {
-    let new = input.create(now)?;
-    store
-        .create_admin_key(&new.key, &pepper.hash(new.secret.expose_secret()))
+    let new = input.create(ctx.now)?;
+    ctx.store
+        .create_admin_key(&new.key, &ctx.pepper.hash(new.secret.expose_secret()))
         .await?;
+    changed(
+        ctx,
+        "admin_key.create",
+        new.key.tenant_id.as_ref(),
+        None,
+        serde_json::json!({"admin_key_id": new.key.id}),
+        None,
+        json(&new.key),
+    );
     Ok(new)
+}
+
+/// Revokes an admin key (operator CLI).
+pub async fn revoke_admin_key(ctx: Ctx<'_>, id: &str) -> Result<AdminKey, StoreError> {
+    let key = ctx.store.revoke_admin_key(id, ctx.now).await?;
+    changed(
+        ctx,
+        "admin_key.revoke",
+        key.tenant_id.as_ref(),
+        None,
+        serde_json::json!({"admin_key_id": key.id}),
+        None,
+        json(&key),
+    );
+    Ok(key)
 }
 
 pub async fn create_tenant(ctx: Ctx<'_>, input: CreateTenant) -> Result<Tenant, ApiError> {
     let tenant = input.validate(ctx.now)?;
     ctx.store.create_tenant(&tenant).await?;
+    changed(
+        ctx,
+        "tenant.create",
+        Some(&tenant.id),
+        None,
+        serde_json::json!({"tenant": tenant.id}),
+        None,
+        json(&tenant),
+    );
     Ok(tenant)
 }
 
@@ -63,13 +134,30 @@ pub async fn update_tenant(
     // Cached keys carry their tenant's status and rate limit: a change of either drops them.
     let cached_fields_change = input.status.is_some() || input.rate_limit.is_some();
     let now = ctx.now;
+    let mut before = None;
+    let seen = &mut before;
     let updated = ctx
         .store
-        .update_tenant(id, Box::new(move |t| input.apply(t, now)))
+        .update_tenant(
+            id,
+            Box::new(move |t| {
+                *seen = Some(json(&*t));
+                input.apply(t, now)
+            }),
+        )
         .await?;
     if let (true, Some(cache)) = (cached_fields_change, ctx.cache) {
         cache.invalidate_tenant(id);
     }
+    changed(
+        ctx,
+        "tenant.update",
+        Some(id),
+        None,
+        serde_json::json!({"tenant": id}),
+        before,
+        json(&updated),
+    );
     Ok(updated)
 }
 
@@ -94,6 +182,15 @@ pub async fn create_key(
     ctx.store
         .create_key(&new.key, &ctx.pepper.hash(new.secret.expose_secret()))
         .await?;
+    changed(
+        ctx,
+        "key.create",
+        Some(&tenant.id),
+        Some(&new.key.id),
+        serde_json::json!({"tenant": tenant.id, "key_id": new.key.id}),
+        None,
+        json(&new.key),
+    );
     Ok(new)
 }
 
@@ -112,14 +209,28 @@ pub async fn update_key(
 ) -> Result<ApiKey, ApiError> {
     let t = load_tenant(ctx.store, tenant).await?;
     let (policy, now) = (*ctx.policy, ctx.now);
+    let mut before = None;
+    let seen = &mut before;
     let key = ctx
         .store
         .update_key(
             tenant,
             id,
-            Box::new(move |k| input.apply(k, &t, &policy, now)),
+            Box::new(move |k| {
+                *seen = Some(json(&*k));
+                input.apply(k, &t, &policy, now)
+            }),
         )
         .await?;
+    changed(
+        ctx,
+        "key.update",
+        Some(tenant),
+        Some(id),
+        serde_json::json!({"tenant": tenant, "key_id": id}),
+        before,
+        json(&key),
+    );
     invalidate(ctx, tenant, id).await?;
     Ok(key)
 }
@@ -153,6 +264,24 @@ pub async fn roll_key(
     if let Some(cache) = ctx.cache {
         cache.invalidate(&rolled.previous_hashes);
     }
+    let mut after = json(&rolled.key);
+    if let Value::Object(m) = &mut after {
+        m.insert(
+            "previous_secret_expires_at".into(),
+            previous_secret_expires_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .map_or(Value::Null, Value::String),
+        );
+    }
+    changed(
+        ctx,
+        "key.roll",
+        Some(tenant),
+        Some(id),
+        serde_json::json!({"tenant": tenant, "key_id": id}),
+        Some(json(&current)),
+        after,
+    );
     Ok(RolledKey {
         key: rolled.key,
         secret,
@@ -161,7 +290,17 @@ pub async fn roll_key(
 }
 
 pub async fn revoke_key(ctx: Ctx<'_>, tenant: &TenantId, id: &str) -> Result<ApiKey, ApiError> {
+    let before = ctx.store.get_key(tenant, id).await?;
     let key = ctx.store.revoke_key(tenant, id, ctx.now).await?;
+    changed(
+        ctx,
+        "key.revoke",
+        Some(tenant),
+        Some(id),
+        serde_json::json!({"tenant": tenant, "key_id": id}),
+        before.as_ref().map(json),
+        json(&key),
+    );
     invalidate(ctx, tenant, id).await?;
     Ok(key)
 }

@@ -66,7 +66,8 @@ pub async fn serve_all(
                 .into_future(),
         )
     });
-    let router = app::router(state.clone());
+    let router =
+        app::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(stopped(stop_rx))
         .await;
@@ -82,7 +83,50 @@ pub async fn serve_all(
         .usage
         .flush(state.store.as_ref(), &state.metrics)
         .await;
+    if let Err(e) = state.audit.shutdown(AUDIT_SHUTDOWN_GRACE).await {
+        tracing::error!(error = %e, "audit records queued at shutdown were not all written");
+    }
     result.and(gateway_result)
+}
+
+/// How long shutdown waits for queued audit records to be written.
+pub const AUDIT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Re-reads the configuration file and swaps in its `[gateway]` section, recording the attempt
+/// in the audit log (`config.reload`, chain `_system`, with the file's path and SHA-256).
+pub fn reload_gateway(gw: &Gateway, file: Option<&std::path::Path>) -> Result<(), String> {
+    let result = crate::Config::load(file)
+        .map_err(|e| e.to_string())
+        .and_then(|c| gw.reload(&c.gateway).map_err(|e| e.to_string()));
+    let digest = file.and_then(|f| std::fs::read(f).ok()).map(|bytes| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(bytes))
+    });
+    let mut r = crate::audit::Record::new(
+        gw.app.clock.now(),
+        crate::audit::Kind::Change,
+        "config.reload",
+    );
+    r.actor = Some(crate::audit::OPERATOR.to_owned());
+    r.decision = Some(if result.is_ok() {
+        portcullis_audit::Decision::Allow
+    } else {
+        portcullis_audit::Decision::Deny
+    });
+    r.reason = result
+        .as_ref()
+        .err()
+        .map(|_| "invalid_configuration".to_owned());
+    r = r
+        .with("result", if result.is_ok() { "ok" } else { "refused" })
+        .with(
+            "config_file",
+            file.map(|f| f.display().to_string())
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .with("sha256", digest.map_or(serde_json::Value::Null, Into::into));
+    gw.app.audit.record(r);
+    result
 }
 
 /// On SIGHUP, re-reads the configuration file and swaps in its `[gateway]` section; an invalid
@@ -96,11 +140,7 @@ fn spawn_reloader(gw: Arc<Gateway>, file: Option<PathBuf>) -> tokio::task::JoinH
             return;
         };
         while hup.recv().await.is_some() {
-            let loaded = crate::Config::load(file.as_deref());
-            match loaded
-                .map_err(|e| e.to_string())
-                .and_then(|c| gw.reload(&c.gateway).map_err(|e| e.to_string()))
-            {
+            match reload_gateway(&gw, file.as_deref()) {
                 Ok(()) => {}
                 Err(e) => tracing::error!(
                     error = %e,

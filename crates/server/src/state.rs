@@ -4,7 +4,13 @@ use std::sync::Arc;
 use portcullis_core::{clock::Clock, hash::Pepper, request::KeyPolicy};
 use portcullis_store::Store;
 
-use crate::{cache::KeyCache, config::Config, metrics::Metrics, usage::UsageRecorder};
+use crate::{
+    audit::AuditLog,
+    cache::KeyCache,
+    config::{ClientIpMode, Config},
+    metrics::Metrics,
+    usage::UsageRecorder,
+};
 
 /// Shared server state: one reference count per clone (axum clones it for every extractor).
 #[derive(Debug, Clone)]
@@ -28,30 +34,51 @@ pub struct Shared {
     pub usage: UsageRecorder,
     pub policy: KeyPolicy,
     pub max_body_bytes: usize,
+    /// The audit log (a disabled one unless built with [`AppState::with_audit`]).
+    pub audit: AuditLog,
+    /// How client addresses go into audit records.
+    pub audit_client_ip: ClientIpMode,
 }
 
 impl AppState {
+    /// State without an audit log (records are discarded).
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
         pepper: Pepper,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::with_audit(config, store, pepper, clock, AuditLog::disabled())
+    }
+
+    /// State recording into `audit` (see [`crate::audit::open`]); its metrics are served at
+    /// `/metrics` with the others.
+    pub fn with_audit(
+        config: &Config,
+        store: Arc<dyn Store>,
+        pepper: Pepper,
+        clock: Arc<dyn Clock>,
+        audit: AuditLog,
+    ) -> Self {
         Self(Arc::new(Shared {
             store,
             pepper: Arc::new(pepper),
             clock,
             cache: KeyCache::new(&config.cache),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::with_audit(audit.metrics().clone())),
             usage: UsageRecorder::default(),
             policy: config.key_policy(),
             max_body_bytes: config.max_body_bytes,
+            audit,
+            audit_client_ip: config.audit.client_ip,
         }))
     }
 
-    /// The context of a change made through the API.
-    pub fn ctx(&self) -> crate::ops::Ctx<'_> {
+    /// The context of a change made through the API by `actor` (an admin key id).
+    pub fn ctx<'a>(&'a self, actor: &'a str) -> crate::ops::Ctx<'a> {
         crate::ops::Ctx {
+            actor,
+            audit: &self.audit,
             store: self.store.as_ref(),
             pepper: &self.pepper,
             policy: &self.policy,

@@ -31,7 +31,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
     admin.require("tenants:write")?;
     admin.require_root()?;
-    let tenant = ops::create_tenant(state.ctx(), body).await?;
+    let tenant = ops::create_tenant(state.ctx(&admin.key.id), body).await?;
     tracing::info!(tenant = %tenant.id, admin_key = %admin.key.id, "tenant created");
     Ok((StatusCode::CREATED, Json(tenant)))
 }
@@ -99,7 +99,7 @@ pub async fn update(
         // nor loosen its key lifetime limit, nor change its tenant's rate limit.
         admin.require_root()?;
     }
-    let updated = ops::update_tenant(state.ctx(), &id, body).await?;
+    let updated = ops::update_tenant(state.ctx(&admin.key.id), &id, body).await?;
     tracing::info!(tenant = %id, admin_key = %admin.key.id, "tenant updated");
     Ok(Json(updated))
 }

@@ -126,6 +126,20 @@ pub async fn verify(
     if code == DecisionCode::TenantMismatch && !admin.is_root() {
         code = DecisionCode::NotFound;
     }
+    if let Some(slot) = &admin.audit {
+        slot.with(|f| {
+            f.data.insert("verify_code".into(), code.as_str().into());
+            if let (Some(k), false) = (
+                &cached,
+                matches!(code, DecisionCode::NotFound | DecisionCode::TenantMismatch),
+            ) {
+                f.key_id = Some(k.found.key.id.clone());
+                if f.tenant.is_none() {
+                    f.tenant = Some(k.found.key.tenant_id.clone());
+                }
+            }
+        });
+    }
     state
         .metrics
         .verify_decisions

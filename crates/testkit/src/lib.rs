@@ -2,14 +2,18 @@
 //! clock, and fixtures that go through the HTTP API like a client would.
 #![forbid(unsafe_code)]
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use portcullis_core::{
     ExposeSecret,
     clock::{Clock, ManualClock},
     request::CreateAdminKey,
 };
-use portcullis_server::{AppState, Config, datadir, serve};
+use portcullis_server::{
+    AppState, Config,
+    audit::{self, AuditLog},
+    datadir, serve,
+};
 use portcullis_sqlite::SqliteStore;
 use portcullis_store::Store;
 use reqwest::{Client, Method, Response};
@@ -28,6 +32,10 @@ pub struct TestServer {
     pub store: Arc<SqliteStore>,
     pub clock: Arc<ManualClock>,
     pub config: Config,
+    /// The server's audit log (its store reads the entries back).
+    pub audit: AuditLog,
+    /// The audit database file.
+    pub audit_path: PathBuf,
     pub client: Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -50,13 +58,23 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     adjust(&mut config);
     let data = datadir::open(&config).await.expect("open data dir");
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-    let root = datadir::ensure_root_admin(data.store.as_ref(), &data.pepper, clock.as_ref())
+    let audit = audit::open(&config, clock.clone(), Default::default())
         .await
-        .expect("bootstrap")
-        .expect("a new store has no admin key");
+        .expect("open the audit log");
+    let root =
+        datadir::ensure_root_admin(data.store.as_ref(), &data.pepper, clock.as_ref(), &audit)
+            .await
+            .expect("bootstrap")
+            .expect("a new store has no admin key");
     let store = data.store.clone();
     let dyn_store: Arc<dyn Store> = data.store;
-    let state = AppState::new(&config, dyn_store, data.pepper, clock.clone());
+    let state = AppState::with_audit(
+        &config,
+        dyn_store,
+        data.pepper,
+        clock.clone(),
+        audit.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .expect("bind");
@@ -96,7 +114,9 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         state,
         store,
         clock,
+        audit_path: config.audit_database(),
         config,
+        audit,
         client: Client::builder().no_proxy().build().expect("client"),
         stop: Some(stop),
         task: Some(task),
@@ -185,15 +205,43 @@ impl TestServer {
             tenant_id: tenant.map(str::to_owned),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         };
-        let new = portcullis_server::ops::create_admin_key(
-            self.store.as_ref(),
-            &self.state.pepper,
-            self.clock.now(),
-            input,
-        )
-        .await
-        .expect("create admin key");
+        let policy = self.state.policy;
+        let ctx = portcullis_server::ops::Ctx {
+            actor: audit::OPERATOR,
+            audit: &self.audit,
+            store: self.store.as_ref(),
+            pepper: &self.state.pepper,
+            policy: &policy,
+            now: self.clock.now(),
+            cache: None,
+        };
+        let new = portcullis_server::ops::create_admin_key(ctx, input)
+            .await
+            .expect("create admin key");
         new.secret.expose_secret().to_owned()
+    }
+
+    /// Waits until every audit record queued so far is written, then reads every entry of
+    /// `chain` (a tenant id, or `_system`) back from the audit database, oldest first.
+    pub async fn audit_records(&self, chain: &str) -> Vec<audit::Record> {
+        self.audit
+            .flush_within(std::time::Duration::from_secs(30))
+            .await
+            .expect("audit records written");
+        let store = self.audit.store().expect("the audit log is enabled");
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = store
+                .entries(chain, from, None, 1000)
+                .await
+                .expect("read audit entries");
+            let Some(last) = page.last() else {
+                return out;
+            };
+            from = last.seq + 1;
+            out.extend(page.iter().map(|e| e.record().expect("a record")));
+        }
     }
 
     /// Verifies `key` with the root admin key; returns the answer body.

@@ -11,9 +11,11 @@ use axum::{
     },
     response::{IntoResponse, Response},
 };
+use portcullis_audit::{Decision as AuditDecision, Kind, Record};
 use portcullis_core::{
     ExposeSecret,
     decision::{self, DecisionCode, Requirements, Subject},
+    tenant::TenantId,
 };
 use portcullis_ratelimit::{Outcome, Quota};
 
@@ -72,29 +74,90 @@ fn refuse(
     Refusal::new(decision, ApiError::new(status, code, msg))
 }
 
+/// What a gateway request's audit record says beyond its answer.
+#[derive(Default)]
+struct Facts {
+    client: Option<IpAddr>,
+    key: Option<Arc<CachedKey>>,
+    /// The precise reason an authentication failed (the answer says `invalid_api_key`).
+    auth_failure: Option<&'static str>,
+}
+
 /// The proxy handler: every request of the gateway listener.
 pub async fn handle(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     req: Request,
 ) -> Response {
+    if gw.app.audit.refusing() {
+        return crate::audit::request::unavailable().into_response();
+    }
     let start = Instant::now();
+    let time = gw.app.clock.now();
     let rt = gw.runtime();
     let m = &gw.app.metrics;
-    let (route_name, result) = forward(&gw, &rt, peer.ip(), req).await;
-    let (resp, decision) = match result {
-        Ok(resp) => (resp, "allowed"),
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let bytes_in = crate::audit::request::declared_length(req.headers());
+    let mut facts = Facts::default();
+    let (route_name, result) = forward(&gw, &rt, peer.ip(), req, &mut facts).await;
+    let (resp, decision, code) = match result {
+        Ok(resp) => (resp, "allowed", None),
         Err(r) => {
-            let d = r.decision;
-            (r.into_response(), d)
+            let (d, c) = (r.decision, r.error.code);
+            (r.into_response(), d, Some(c))
         }
     };
     let route = SharedLabel(route_name.unwrap_or_else(|| UNMATCHED.clone()));
+    let elapsed = start.elapsed();
     m.gateway_duration
         .get_or_create(&RouteName {
             route: route.clone(),
         })
-        .observe(start.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    if gw.app.audit.enabled() {
+        let mut r = Record::new(time, Kind::Request, "gateway.request");
+        let key = facts.key.as_ref().map(|k| &k.found.key);
+        r.tenant = key.map(|k| k.tenant_id.as_str().to_owned());
+        r.key_id = key.map(|k| k.id.clone());
+        r.request_id = crate::request_id::current();
+        r.decision = Some(if code.is_none() {
+            AuditDecision::Allow
+        } else {
+            AuditDecision::Deny
+        });
+        r.reason = code.map(str::to_owned);
+        let client = crate::audit::request::client_ip(
+            gw.app.audit_client_ip,
+            &gw.app.pepper,
+            r.tenant.as_deref(),
+            facts.client.unwrap_or(peer.ip()),
+        );
+        r = r
+            .with("method", method)
+            .with("route", &*route.0)
+            .with("path", path)
+            .with("status", resp.status().as_u16())
+            .with("outcome", decision)
+            .with(
+                "latency_us",
+                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            )
+            .with("client_ip", client);
+        if let Some(k) = key {
+            r = r.with("environment", k.environment.as_str());
+        }
+        if let Some(n) = bytes_in {
+            r = r.with("bytes_in", n);
+        }
+        if let Some(n) = crate::audit::request::response_length(&resp) {
+            r = r.with("bytes_out", n);
+        }
+        if let Some(a) = facts.auth_failure {
+            r = r.with("auth_failure", a);
+        }
+        gw.app.audit.record(r);
+    }
     m.gateway_requests
         .get_or_create(&GatewayLabels {
             route,
@@ -110,6 +173,7 @@ async fn forward(
     rt: &Runtime,
     peer: IpAddr,
     req: Request,
+    facts: &mut Facts,
 ) -> (Option<Arc<str>>, Result<Response, Refusal>) {
     let host = req
         .headers()
@@ -150,6 +214,7 @@ async fn forward(
     };
     let name = Some(route.name.clone());
     let client = headers::client_ip(peer, req.headers(), &rt.trusted_proxies);
+    facts.client = Some(client);
     let peer_trusted = {
         let p = portcullis_core::ip::canonical(peer);
         rt.trusted_proxies.iter().any(|n| n.contains(&p))
@@ -157,7 +222,7 @@ async fn forward(
     let admitted = if route.public {
         Admitted::default()
     } else {
-        match admit(gw, rt, route, client, req.headers()).await {
+        match admit(gw, rt, route, client, req.headers(), facts).await {
             Ok(a) => a,
             Err(r) => return (name, Err(r)),
         }
@@ -222,6 +287,7 @@ async fn admit(
     route: &Route,
     client: IpAddr,
     headers: &HeaderMap,
+    facts: &mut Facts,
 ) -> Result<Admitted, Refusal> {
     let m = &gw.app.metrics;
     let now_ns = gw.now_nanos();
@@ -237,24 +303,55 @@ async fn admit(
             wait,
         ));
     }
-    let secret = auth::credential(headers).map_err(|e| Refusal::new("unauthenticated", e))?;
+    let audit_failure = |reason: &str, owner: Option<&TenantId>, hint: Option<String>| {
+        if !gw.app.audit.enabled() {
+            return;
+        }
+        let tenant = owner.map(TenantId::as_str);
+        let r = crate::audit::request::auth_failure(
+            gw.app.clock.now(),
+            owner,
+            reason,
+            hint,
+            crate::request_id::current(),
+        )
+        .with("route", &*route.name)
+        .with(
+            "client_ip",
+            crate::audit::request::client_ip(
+                gw.app.audit_client_ip,
+                &gw.app.pepper,
+                tenant,
+                client,
+            ),
+        );
+        gw.app.audit.record(r);
+    };
+    let secret = match auth::credential(headers) {
+        Ok(s) => s,
+        Err(e) => {
+            facts.auth_failure = Some(e.code);
+            audit_failure(e.code, None, None);
+            return Err(Refusal::new("unauthenticated", e));
+        }
+    };
     let tenant = auth::tenant_header(headers).map_err(|e| Refusal::new("unauthenticated", e))?;
     let entry = auth::resolve(&gw.app, secret.expose_secret())
         .await
         .map_err(|e| Refusal::new("error", e))?;
-    let fail = |reason: &'static str| {
+    let fail = |reason: &'static str, owner: Option<&TenantId>| {
         m.auth_failures
             .get_or_create(&crate::metrics::CodeLabel { code: reason })
             .inc();
+        let hint = portcullis_core::key::hint(secret.expose_secret());
         tracing::warn!(
             reason,
             route = &*route.name,
             client = %client,
-            key_hint = portcullis_core::key::hint(secret.expose_secret())
-                .as_deref()
-                .unwrap_or("(malformed)"),
+            key_hint = hint.as_deref().unwrap_or("(malformed)"),
             "gateway authentication failed"
         );
+        audit_failure(reason, owner, hint);
         if rt.brute_force.enabled && gw.failures.record_failure(&who, now_ns).is_some() {
             m.brute_force_blocks.inc();
             tracing::warn!(client = %client, "client address blocked after repeated authentication failures");
@@ -263,9 +360,16 @@ async fn admit(
     };
     let key = match entry {
         Entry::Key(k) => k,
-        Entry::Admin(_) => return Err(fail("admin_key_on_gateway")),
-        Entry::Unknown => return Err(fail("unknown_or_malformed")),
+        Entry::Admin(_) => {
+            facts.auth_failure = Some("admin_key_on_gateway");
+            return Err(fail("admin_key_on_gateway", None));
+        }
+        Entry::Unknown => {
+            facts.auth_failure = Some("unknown_or_malformed");
+            return Err(fail("unknown_or_malformed", None));
+        }
     };
+    let owner = key.found.key.tenant_id.clone();
     let now = gw.app.clock.now();
     let subject = Subject {
         key: &key.found.key,
@@ -288,11 +392,25 @@ async fn admit(
         );
         refuse("forbidden", StatusCode::FORBIDDEN, code, msg)
     };
+    let failed = match code {
+        DecisionCode::NotFound => Some("unknown_or_malformed"),
+        DecisionCode::Expired => Some("expired"),
+        DecisionCode::Revoked => Some("revoked"),
+        _ => None,
+    };
+    if let Some(reason) = failed {
+        facts.auth_failure = Some(reason);
+        // An unknown key reveals no tenant; an expired or revoked one is its tenant's business.
+        let owner = (code != DecisionCode::NotFound).then_some(&owner);
+        return Err(fail(reason, owner));
+    }
+    // From here the key is authenticated: its tenant's chain gets the request record.
+    facts.key = Some(key.clone());
     match code {
-        DecisionCode::Valid => {}
-        DecisionCode::NotFound => return Err(fail("unknown_or_malformed")),
-        DecisionCode::Expired => return Err(fail("expired")),
-        DecisionCode::Revoked => return Err(fail("revoked")),
+        DecisionCode::Valid
+        | DecisionCode::NotFound
+        | DecisionCode::Expired
+        | DecisionCode::Revoked => {}
         DecisionCode::TenantMismatch => {
             return Err(forbidden(
                 "tenant_mismatch",
@@ -435,6 +553,41 @@ fn ratelimit_headers(s: &Shown) -> [(HeaderName, HeaderValue); 2] {
     ]
 }
 
+/// The audit record of an upload's facts (`gateway.upload`, same request id as its
+/// `gateway.request` record).
+fn upload_record(
+    time: portcullis_core::OffsetDateTime,
+    route: &str,
+    request_id: &str,
+    key: Option<(String, String)>,
+    facts: &super::upload::UploadFacts,
+) -> Record {
+    let mut r = Record::new(time, Kind::Request, "gateway.upload");
+    if let Some((tenant, key_id)) = key {
+        r.tenant = Some(tenant);
+        r.key_id = Some(key_id);
+    }
+    r.request_id = (!request_id.is_empty()).then(|| request_id.to_owned());
+    r.decision = Some(AuditDecision::Allow);
+    r.with("route", route)
+        .with("bytes", facts.bytes)
+        .with(
+            "content_type",
+            facts
+                .content_type
+                .clone()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .with(
+            "sha256",
+            facts
+                .sha256
+                .clone()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .with("complete", facts.complete)
+}
+
 /// Streams the request to the upstream and its answer back.
 async fn send(
     gw: &Gateway,
@@ -491,7 +644,24 @@ async fn send(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let audit = gw.app.audit.clone();
+        let clock = gw.app.clock.clone();
+        let key = admitted.key.as_ref().map(|k| {
+            (
+                k.found.key.tenant_id.as_str().to_owned(),
+                k.found.key.id.clone(),
+            )
+        });
         metered = metered.measured(content_type, move |facts| {
+            if audit.enabled() {
+                audit.record(upload_record(
+                    clock.now(),
+                    &route_name,
+                    &request_id,
+                    key,
+                    &facts,
+                ));
+            }
             sink(&route_name, &request_id, facts);
         });
     }

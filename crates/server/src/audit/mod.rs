@@ -1,0 +1,71 @@
+//! The server side of the tamper-evident audit log (the chains, checkpoints and storage are in
+//! `portcullis-audit` and `portcullis-sqlite`).
+//!
+//! - [`log`]: the [`AuditLog`] handle producers record into; never waits for the disk.
+//! - [`writer`]: the task that seals queued records into chains and commits them in batches.
+//! - [`request`]: what an admin / verify API request and an authentication failure record, and
+//!   the `fail_closed` gate in front of the API.
+//! - [`api`]: `GET /v1/tenants/{tenant}/audit`.
+//!
+//! What is recorded:
+//! - every admin / verify API request and every gateway request: one `request` /
+//!   `gateway.request` record (kind `request`) with the caller (admin key id as `actor`, or the
+//!   tenant key's id as `key_id`), method, route, status, latency, bytes, client address and
+//!   the decision with its reason code;
+//! - authentication: a successful one is folded into its request record (`actor` / `key_id`,
+//!   `data.auth = "success"`); every failure is *also* a record of its own (kind `auth`, action
+//!   `auth.failure`) with the precise reason and the key's non-secret hint, so failures can be
+//!   searched by themselves without doubling the records of every allowed request;
+//! - every change (tenants, keys, admin keys) from `ops`, for the HTTP API and the CLI alike, and
+//!   gateway configuration reloads: kind `change`, with `before` / `after` (never a secret or
+//!   hash);
+//! - upload facts of gateway upload routes: a `gateway.upload` record with the same request id.
+use std::sync::Arc;
+
+pub mod api;
+pub mod log;
+pub mod request;
+pub(crate) mod writer;
+
+pub use log::{AuditError, AuditLog};
+pub use portcullis_audit::{Kind, Record};
+
+/// The actor of changes made by the operator CLI.
+pub const OPERATOR: &str = "operator";
+/// The actor of the root admin key created on first start.
+pub const BOOTSTRAP: &str = "bootstrap";
+
+/// Opening the audit log failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditOpenError {
+    #[error(transparent)]
+    Store(#[from] portcullis_audit::AuditStoreError),
+    #[error(transparent)]
+    Signer(#[from] portcullis_audit::SignerError),
+}
+
+/// Opens the configured audit database and signing key and starts the writer (a disabled log
+/// when `[audit] enabled = false`). `metrics` are the handles the server's `/metrics` shows:
+/// pass `AuditMetrics::default()` and build the server's metrics with
+/// [`crate::metrics::Metrics::with_audit`] (or let [`crate::AppState::with_audit`] do it).
+pub async fn open(
+    config: &crate::Config,
+    clock: Arc<dyn portcullis_core::clock::Clock>,
+    metrics: crate::metrics::AuditMetrics,
+) -> Result<AuditLog, AuditOpenError> {
+    if !config.audit.enabled {
+        return Ok(AuditLog::disabled());
+    }
+    let signer =
+        portcullis_audit::CheckpointSigner::load_or_create(&config.audit_signing_key_file())?;
+    let store = portcullis_sqlite::SqliteAuditStore::open(&config.audit_database()).await?;
+    let store: Arc<dyn portcullis_audit::AuditStore> = Arc::new(store);
+    Ok(AuditLog::start(
+        &config.audit,
+        store,
+        signer,
+        clock,
+        metrics,
+    ))
+}

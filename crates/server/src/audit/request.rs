@@ -1,0 +1,221 @@
+//! Records of requests and authentication attempts, and the `fail_closed` gate.
+//!
+//! The API middleware ([`layer`]) puts an [`AuditSlot`] in the request's extensions; the admin
+//! extractor and the handlers fill in what they learn (the admin key, the tenant, the verified
+//! key), and the middleware writes one record when the answer is ready. Error answers carry
+//! their stable code in an [`ErrorCode`] response extension, which becomes the record's reason.
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{StatusCode, header::CONTENT_LENGTH},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use hmac::{Hmac, Mac};
+use http_body::Body as _;
+use portcullis_audit::{Decision, Kind, Record};
+use portcullis_core::{OffsetDateTime, hash::Pepper, tenant::TenantId};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::{config::ClientIpMode, error::ApiError, state::AppState};
+
+/// The stable code of an error answer, put in the response's extensions by
+/// [`ApiError`]'s `IntoResponse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
+/// What the handler side learnt about a request, for its audit record.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The tenant the request acted on (or the admin key's own tenant).
+    pub tenant: Option<TenantId>,
+    /// The authenticated admin key.
+    pub actor: Option<String>,
+    /// The key the request is about (the verified key, for `POST /v1/verify`).
+    pub key_id: Option<String>,
+    /// `success` or `failure`, when a credential was checked.
+    pub auth: Option<&'static str>,
+    pub data: Map<String, Value>,
+}
+
+/// The facts of the current request (cheap to clone). Absent outside the API router.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(pub Arc<Mutex<Facts>>);
+
+impl AuditSlot {
+    /// Changes the facts.
+    pub fn with(&self, f: impl FnOnce(&mut Facts)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// The answer while the audit log refuses requests (`fail_closed`).
+pub fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "the audit log cannot record requests right now; retry later",
+    )
+}
+
+/// Paths that answer even while the audit log refuses requests (they change nothing).
+fn ungated(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The client address as the audit log keeps it: as seen, or pseudonymised per tenant.
+pub fn client_ip(mode: ClientIpMode, pepper: &Pepper, tenant: Option<&str>, ip: IpAddr) -> String {
+    let ip = portcullis_core::ip::canonical(ip);
+    match mode {
+        ClientIpMode::Store => ip.to_string(),
+        ClientIpMode::Pseudonymise => pseudonym(pepper, tenant.unwrap_or(""), ip),
+    }
+}
+
+/// HMAC-SHA256(per-tenant key, address), where the per-tenant key is HMAC-SHA256(pepper,
+/// label ‖ tenant): stable within a tenant, unlinkable across tenants without the pepper.
+fn pseudonym(pepper: &Pepper, tenant: &str, ip: IpAddr) -> String {
+    let tenant_key = pepper.hash(&format!("portcullis.audit.client-ip.v1\n{tenant}"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&tenant_key.0)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(ip.to_string().as_bytes());
+    format!("ip_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+}
+
+/// A request's body size: its `Content-Length`, when it has one.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A response's body size, when it is known before it is sent.
+pub fn response_length(resp: &Response) -> Option<u64> {
+    declared_length(resp.headers()).or_else(|| resp.body().size_hint().exact())
+}
+
+/// An authentication failure record: the precise reason and the key's non-secret hint (never
+/// the secret; `None` for a credential that is not a well-formed key).
+pub fn auth_failure(
+    time: OffsetDateTime,
+    tenant: Option<&TenantId>,
+    reason: &str,
+    hint: Option<String>,
+    request_id: Option<String>,
+) -> Record {
+    let mut r = Record::new(time, Kind::Auth, "auth.failure");
+    r.tenant = tenant.map(|t| t.as_str().to_owned());
+    r.decision = Some(Decision::Deny);
+    r.reason = Some(reason.to_owned());
+    r.request_id = request_id;
+    r.data
+        .insert("key_hint".into(), hint.map_or(Value::Null, Value::String));
+    r
+}
+
+/// The API's audit middleware: refuses requests in `fail_closed` mode while the log cannot
+/// record, and writes one record per request.
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if ungated(path) {
+        return next.run(req).await;
+    }
+    if state.audit.refusing() {
+        return unavailable().into_response();
+    }
+    if !state.audit.enabled() {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let time = state.clock.now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let bytes_in = declared_length(req.headers());
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let request_id = crate::request_id::current();
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    let facts = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut r = Record::new(time, Kind::Request, "request");
+    r.tenant = facts.tenant.map(|t| t.as_str().to_owned());
+    r.actor = facts.actor;
+    r.key_id = facts.key_id;
+    r.request_id = request_id;
+    r.decision = Some(if status < 400 {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    });
+    r.reason = code.map(str::to_owned);
+    r.data = facts.data;
+    r.data.insert("method".into(), method.into());
+    r.data.insert("route".into(), route.into());
+    r.data.insert("status".into(), status.into());
+    r.data.insert(
+        "latency_us".into(),
+        u64::try_from(started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .into(),
+    );
+    if let Some(n) = bytes_in {
+        r.data.insert("bytes_in".into(), n.into());
+    }
+    if let Some(n) = response_length(&resp) {
+        r.data.insert("bytes_out".into(), n.into());
+    }
+    if let Some(ip) = peer {
+        let ip = client_ip(
+            state.audit_client_ip,
+            &state.pepper,
+            r.tenant.as_deref(),
+            ip,
+        );
+        r.data.insert("client_ip".into(), ip.into());
+    }
+    if let Some(a) = facts.auth {
+        r.data.insert("auth".into(), a.into());
+    }
+    state.audit.record(r);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_are_stable_per_tenant_and_differ_across_tenants() {
+        let (pepper, _) = Pepper::generate();
+        let ip: IpAddr = "192.0.2.7".parse().expect("ip");
+        let other: IpAddr = "192.0.2.8".parse().expect("ip");
+        let mode = ClientIpMode::Pseudonymise;
+        let a = client_ip(mode, &pepper, Some("acme"), ip);
+        assert_eq!(a, client_ip(mode, &pepper, Some("acme"), ip));
+        assert_ne!(a, client_ip(mode, &pepper, Some("beta"), ip));
+        assert_ne!(a, client_ip(mode, &pepper, Some("acme"), other));
+        assert!(!a.contains("192.0.2"));
+        // IPv4-mapped IPv6 is the same client.
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(a, client_ip(mode, &pepper, Some("acme"), mapped));
+        assert_eq!(
+            client_ip(ClientIpMode::Store, &pepper, Some("acme"), ip),
+            "192.0.2.7"
+        );
+    }
+}

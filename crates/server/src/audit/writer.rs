@@ -1,0 +1,268 @@
+//! The writer task: takes up to `batch_max` queued records at once, seals them into their
+//! chains, adds the checkpoints that are due and commits the batch in one `append`.
+//!
+//! - A failed append puts the chain heads back, marks the log failing and retries the same
+//!   batch with backoff: records are not lost while it retries (the queue fills behind it, and
+//!   in `fail_closed` mode requests are refused).
+//! - When another process (the operator CLI) appended to a chain in between, the store's heads
+//!   differ from the writer's: it reloads them and seals the batch again, at once.
+//! - A flush request is answered once everything queued before it is committed.
+use std::{
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use portcullis_audit::{
+    AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Entry, Head, Record,
+};
+use portcullis_core::clock::Clock;
+use tokio::sync::{mpsc, oneshot};
+
+use super::log::{Health, Msg};
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterSettings {
+    pub batch_max: usize,
+    pub checkpoint_every_records: u64,
+    pub checkpoint_every: Duration,
+    pub capacity: usize,
+}
+
+/// Per chain: what was signed last, and when.
+#[derive(Debug, Clone, Copy)]
+struct Signed {
+    seq: u64,
+    at: Instant,
+}
+
+struct Writer {
+    store: Arc<dyn AuditStore>,
+    signer: CheckpointSigner,
+    clock: Arc<dyn Clock>,
+    health: Arc<Health>,
+    settings: WriterSettings,
+    chainer: Chainer,
+    signed: HashMap<String, Signed>,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+pub(crate) async fn run(
+    mut rx: mpsc::Receiver<Msg>,
+    store: Arc<dyn AuditStore>,
+    signer: CheckpointSigner,
+    clock: Arc<dyn Clock>,
+    health: Arc<Health>,
+    settings: WriterSettings,
+) {
+    let mut w = Writer {
+        store,
+        signer,
+        clock,
+        health,
+        settings,
+        chainer: Chainer::default(),
+        signed: HashMap::new(),
+    };
+    w.load_heads().await;
+    let tick_every = (settings.checkpoint_every / 2).max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut records: Vec<Record> = Vec::with_capacity(settings.batch_max);
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = tick.tick() => {
+                w.commit(&[], true).await;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Record(r) => records.push(*r),
+                Msg::Flush(done) => waiters.push(done),
+            }
+            if records.len() < settings.batch_max {
+                next = rx.try_recv().ok();
+            }
+        }
+        w.health
+            .metrics
+            .queue_depth
+            .set(i64::try_from(settings.capacity - rx.capacity()).unwrap_or(i64::MAX));
+        if !records.is_empty() {
+            w.commit(&records, false).await;
+            records.clear();
+        }
+        for done in waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Writer {
+    /// Continues the stored chains; retries until the store answers.
+    async fn load_heads(&mut self) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.store.heads().await {
+                Ok(heads) => {
+                    self.reset(heads);
+                    return;
+                }
+                Err(e) => {
+                    self.failed(&e.to_string());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    fn reset(&mut self, heads: Vec<(String, Head)>) {
+        let now = Instant::now();
+        for (chain, head) in &heads {
+            // A continued chain is counted from its stored head: its unsigned tail (if any) is
+            // signed at the next due checkpoint.
+            self.signed
+                .entry(chain.clone())
+                .and_modify(|s| s.seq = s.seq.min(head.seq))
+                .or_insert(Signed { seq: 0, at: now });
+        }
+        self.chainer = Chainer::new(heads);
+    }
+
+    fn failed(&self, error: &str) {
+        self.health.metrics.write_failures.inc();
+        self.health.metrics.healthy.set(0);
+        if !self.health.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(error, "audit store write failed; retrying");
+        }
+        self.health.degrade("audit store write failed");
+    }
+
+    /// Seals `records` (plus the checkpoints that are due; with `only_time`, just the checkpoints
+    /// whose time has come) and commits them, retrying until it succeeds.
+    async fn commit(&mut self, records: &[Record], only_time: bool) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let started = Instant::now();
+            let before: Vec<(String, Head)> = self
+                .chainer
+                .heads()
+                .map(|(c, h)| (c.to_owned(), h))
+                .collect();
+            let entries: Vec<Entry> = records.iter().map(|r| self.chainer.seal(r)).collect();
+            let checkpoints = self.due_checkpoints(only_time);
+            if entries.is_empty() && checkpoints.is_empty() {
+                return;
+            }
+            match self.store.append(&entries, &checkpoints).await {
+                Ok(()) => {
+                    let now = Instant::now();
+                    for cp in &checkpoints {
+                        self.signed.insert(
+                            cp.chain.clone(),
+                            Signed {
+                                seq: cp.seq,
+                                at: now,
+                            },
+                        );
+                    }
+                    let m = &self.health.metrics;
+                    m.written.inc_by(entries.len() as u64);
+                    m.checkpoints.inc_by(checkpoints.len() as u64);
+                    m.batch_duration.observe(started.elapsed().as_secs_f64());
+                    m.healthy.set(1);
+                    if self.health.failing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!("audit store writes succeed again");
+                    }
+                    self.health.recover();
+                    return;
+                }
+                Err(e) => {
+                    // Another writer (the operator CLI) may have appended to these chains: then
+                    // the stored heads are ahead of ours, and the batch is sealed again after
+                    // them at once. Otherwise the same numbers are used again after a pause.
+                    let touched: Vec<&str> = entries.iter().map(|e| e.chain.as_str()).collect();
+                    match self.store.heads().await {
+                        Ok(stored) if moved(&before, &stored, &touched) => {
+                            tracing::info!(
+                                "audit chains moved on in the store; sealing the batch again"
+                            );
+                            self.reset(stored);
+                            continue;
+                        }
+                        _ => {
+                            self.chainer.restore(before);
+                            self.failed(&e.to_string());
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checkpoints of the chains that reached `checkpoint_every_records` new entries or
+    /// `checkpoint_every` since their last checkpoint (with at least one new entry).
+    fn due_checkpoints(&self, only_time: bool) -> Vec<Checkpoint> {
+        let now = Instant::now();
+        let time = self.clock.now();
+        let s = &self.settings;
+        self.chainer
+            .heads()
+            .filter(|(chain, head)| {
+                let signed = self.signed.get(*chain).copied();
+                let (last, at) = signed.map_or((0, None), |x| (x.seq, Some(x.at)));
+                let pending = head.seq.saturating_sub(last);
+                let by_time = pending > 0 && at.is_none_or(|t| now - t >= s.checkpoint_every);
+                by_time || (!only_time && pending >= s.checkpoint_every_records)
+            })
+            .map(|(chain, head)| {
+                self.signer
+                    .sign(CheckpointKind::Periodic, chain, head.seq, head.hash, time)
+            })
+            .collect()
+    }
+}
+
+/// Do the stored heads of the `touched` chains differ from the heads the batch was sealed on?
+fn moved(before: &[(String, Head)], stored: &[(String, Head)], touched: &[&str]) -> bool {
+    let find = |list: &[(String, Head)], chain: &str| {
+        list.iter()
+            .find(|(c, _)| c == chain)
+            .map(|(_, h)| *h)
+            .unwrap_or_default()
+    };
+    touched.iter().any(|c| find(before, c) != find(stored, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_audit::Digest;
+
+    #[test]
+    fn moved_compares_only_touched_chains() {
+        let h = |seq| Head {
+            seq,
+            hash: Digest([seq as u8; 32]),
+        };
+        let before = vec![("a".to_owned(), h(3)), ("b".to_owned(), h(1))];
+        let same = before.clone();
+        assert!(!moved(&before, &same, &["a", "b"]));
+        let other = vec![("a".to_owned(), h(3)), ("b".to_owned(), h(2))];
+        assert!(moved(&before, &other, &["b"]));
+        assert!(!moved(&before, &other, &["a"]));
+        // A chain the writer has not seen yet, created by someone else.
+        let new = vec![("c".to_owned(), h(1))];
+        assert!(moved(&before, &new, &["c"]));
+    }
+}
