@@ -2,6 +2,7 @@
 //! recovery), like `vault operator`. Created secrets are printed once to stdout, never logged.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod output;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
@@ -77,6 +78,9 @@ enum Command {
     /// API keys of a tenant.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// The tamper-evident audit log: verify, export, purge.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +200,8 @@ fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
 enum Failure {
     Usage(String),
     Api(ApiError),
+    /// `audit verify` found a broken point (already printed): exit status 1.
+    Broken,
 }
 
 impl From<ApiError> for Failure {
@@ -232,6 +238,7 @@ fn main() -> ExitCode {
             eprintln!("error: {}: {}", e.code, e.message);
             ExitCode::FAILURE
         }
+        Err(Failure::Broken) => ExitCode::FAILURE,
     }
 }
 
@@ -258,6 +265,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     // Operator commands log only warnings, to stderr.
     serve::init_logging("text", "warn");
+    if let Command::Audit(cmd) = cli.command {
+        return audit_cmd::run(&config, &out, cmd).await;
+    }
     let dir = datadir::open(&config)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -275,7 +285,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         cache: None,
     };
     let result = match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::Audit(_) => unreachable!("handled above"),
         Command::AdminKey(cmd) => admin_key(ctx, &out, cmd).await,
         Command::Tenant(cmd) => tenant(ctx, &out, cmd).await,
         Command::Key(cmd) => key(ctx, &out, cmd).await,

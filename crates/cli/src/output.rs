@@ -44,6 +44,11 @@ impl Output {
         Self { json }
     }
 
+    /// Whether the output is JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// One object.
     pub fn one<T: Serialize>(&self, item: &T) {
         let v = serde_json::to_value(item).unwrap_or(Value::Null);

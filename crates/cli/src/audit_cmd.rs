@@ -1,0 +1,338 @@
+//! `portcullis audit verify | export | purge | public-key`: the audit log, read and maintained
+//! directly on the data directory (also while a server runs on it).
+use std::sync::Arc;
+
+use clap::{Subcommand, ValueEnum};
+use portcullis_audit::{
+    AuditFilter, AuditStore, CheckpointSigner, Decision, Kind, Record, SYSTEM_CHAIN,
+    checkpoint::verifying_key_from_hex,
+    export::{Format as ExportFormat, export},
+    record::micros,
+    retention::{PurgeError, purge_chain},
+    verify_store,
+};
+use portcullis_core::{clock::Clock, tenant::TenantId};
+use portcullis_server::{Config, audit};
+use portcullis_sqlite::SqliteAuditStore;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use crate::{Failure, output::Output};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the chains: numbering, links, hashes, query columns and every checkpoint signature.
+    /// Exits 1 and names the first broken point when the log was tampered with.
+    Verify {
+        /// Only this tenant's chain (`_system` for records of no tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// First sequence number to verify.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last sequence number to verify.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Verify with this Ed25519 public key (64 hex characters) instead of the data
+        /// directory's signing key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Stream a tenant's records to stdout, oldest first, in constant memory.
+    Export {
+        /// The tenant (`_system` for records of no tenant).
+        #[arg(long)]
+        tenant: String,
+        /// From this time on (RFC 3339, inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (RFC 3339, exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        #[arg(long, value_enum)]
+        decision: Option<DecisionArg>,
+        #[arg(long, value_enum, default_value_t = FormatArg::Ndjson)]
+        format: FormatArg,
+    },
+    /// Remove entries older than the retention window now (what the server does every
+    /// `audit.purge_interval_seconds`).
+    Purge {
+        /// Only this tenant's chain.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Print the public key that verifies the checkpoints (hex).
+    PublicKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Request,
+    Auth,
+    Change,
+    Maintenance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecisionArg {
+    Allow,
+    Deny,
+}
+
+fn usage(m: impl std::fmt::Display) -> Failure {
+    Failure::Usage(m.to_string())
+}
+
+/// A chain name given on the command line: a tenant id, or `_system`.
+fn chain_arg(s: &str) -> Result<String, Failure> {
+    if s == SYSTEM_CHAIN {
+        return Ok(s.to_owned());
+    }
+    TenantId::parse(s)
+        .map(|t| t.as_str().to_owned())
+        .map_err(|e| Failure::Api(e.into()))
+}
+
+fn time_arg(name: &str, s: Option<&str>) -> Result<Option<i64>, Failure> {
+    s.map(|s| {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(micros)
+            .map_err(|_| usage(format!("--{name} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+/// Opens an existing audit database (it is never created here).
+async fn open_store(config: &Config) -> Result<SqliteAuditStore, Failure> {
+    let path = config.audit_database();
+    if !path.exists() {
+        return Err(usage(format!(
+            "no audit log at {} (the server creates it on first start)",
+            path.display()
+        )));
+    }
+    SqliteAuditStore::open(&path)
+        .await
+        .map_err(|e| usage(format!("audit log: {e}")))
+}
+
+/// Reads the signing key; never creates one.
+fn signer(config: &Config) -> Result<CheckpointSigner, Failure> {
+    let path = config.audit_signing_key_file();
+    if !path.exists() {
+        return Err(usage(format!(
+            "no audit signing key at {} (give --public-key to verify with a public key)",
+            path.display()
+        )));
+    }
+    CheckpointSigner::load_or_create(&path).map_err(usage)
+}
+
+/// Runs an audit command. Export and purge record what they did in the audit log itself.
+pub async fn run(config: &Config, out: &Output, cmd: AuditCmd) -> Result<(), Failure> {
+    match cmd {
+        AuditCmd::PublicKey => {
+            let s = signer(config)?;
+            out.one(&json!({"public_key": s.public_key_hex(), "signer": s.id()}));
+            Ok(())
+        }
+        AuditCmd::Verify {
+            tenant,
+            from,
+            to,
+            public_key,
+        } => verify(config, out, tenant, from, to, public_key).await,
+        AuditCmd::Export {
+            tenant,
+            since,
+            until,
+            key_id,
+            action,
+            kind,
+            decision,
+            format,
+        } => {
+            let chain = chain_arg(&tenant)?;
+            let filter = AuditFilter {
+                since_micros: time_arg("since", since.as_deref())?,
+                until_micros: time_arg("until", until.as_deref())?,
+                key_id,
+                action,
+                kind: kind.map(|k| match k {
+                    KindArg::Request => Kind::Request,
+                    KindArg::Auth => Kind::Auth,
+                    KindArg::Change => Kind::Change,
+                    KindArg::Maintenance => Kind::Maintenance,
+                }),
+                decision: decision.map(|d| match d {
+                    DecisionArg::Allow => Decision::Allow,
+                    DecisionArg::Deny => Decision::Deny,
+                }),
+            };
+            let format = match format {
+                FormatArg::Ndjson => ExportFormat::Ndjson,
+                FormatArg::Csv => ExportFormat::Csv,
+            };
+            let store = open_store(config).await?;
+            let count = export(&store, &chain, &filter, format, std::io::stdout().lock())
+                .await
+                .map_err(|e| usage(format!("export: {e}")))?;
+            let mut r = maintenance(&chain, "audit.export")
+                .with("count", count)
+                .with("format", format!("{format:?}").to_lowercase());
+            for (name, v) in [("since", &since), ("until", &until)] {
+                if let Some(v) = v {
+                    r = r.with(name, v.as_str());
+                }
+            }
+            record(config, vec![r]).await
+        }
+        AuditCmd::Purge { tenant } => {
+            let store = open_store(config).await?;
+            let signer = signer(config)?;
+            let chains = match tenant {
+                Some(t) => vec![chain_arg(&t)?],
+                None => store
+                    .chains()
+                    .await
+                    .map_err(|e| usage(format!("audit log: {e}")))?,
+            };
+            let outcomes = purge(config, &store, &signer, &chains).await?;
+            out.list(&outcomes, &["chain", "removed", "through_seq"]);
+            Ok(())
+        }
+    }
+}
+
+fn maintenance(chain: &str, action: &str) -> Record {
+    let mut r = Record::new(
+        portcullis_core::clock::SystemClock.now(),
+        Kind::Maintenance,
+        action,
+    );
+    r.tenant = (chain != SYSTEM_CHAIN).then(|| chain.to_owned());
+    r.actor = Some(audit::OPERATOR.to_owned());
+    r
+}
+
+/// Writes `records` through the audit log (so the chains stay in order beside a running
+/// server) and waits until they are committed.
+async fn record(config: &Config, records: Vec<Record>) -> Result<(), Failure> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let clock: Arc<dyn Clock> = Arc::new(portcullis_core::clock::SystemClock);
+    let log = audit::open(config, clock, Default::default())
+        .await
+        .map_err(|e| usage(format!("audit log: {e}")))?;
+    for r in records {
+        log.record(r);
+    }
+    log.shutdown(portcullis_server::serve::AUDIT_SHUTDOWN_GRACE)
+        .await
+        .map_err(|e| usage(format!("audit log: {e}")))
+}
+
+/// Purges each chain by its retention window and records each purge in its chain.
+async fn purge(
+    config: &Config,
+    store: &SqliteAuditStore,
+    signer: &CheckpointSigner,
+    chains: &[String],
+) -> Result<Vec<portcullis_audit::retention::Purged>, Failure> {
+    let now = OffsetDateTime::now_utc();
+    let mut done = Vec::new();
+    for chain in chains {
+        let days = config.audit.retention_days_of(chain);
+        let cutoff = now - Duration::days(i64::from(days));
+        match purge_chain(store, signer, chain, cutoff, now).await {
+            Ok(Some(p)) => done.push(p),
+            Ok(None) => {}
+            Err(PurgeError::Broken(b)) => {
+                return Err(usage(format!("purge of {chain} refused: {b}")));
+            }
+            Err(e) => return Err(usage(format!("purge of {chain}: {e}"))),
+        }
+    }
+    let records = done
+        .iter()
+        .map(|p| {
+            maintenance(&p.chain, "audit.purge")
+                .with("removed", p.removed)
+                .with("through_seq", p.through_seq)
+        })
+        .collect();
+    record(config, records).await?;
+    Ok(done)
+}
+
+async fn verify(
+    config: &Config,
+    out: &Output,
+    tenant: Option<String>,
+    from: Option<u64>,
+    to: Option<u64>,
+    public_key: Option<String>,
+) -> Result<(), Failure> {
+    let key = match public_key {
+        Some(hex) => verifying_key_from_hex(&hex).ok_or_else(|| {
+            usage("--public-key must be an Ed25519 public key in 64 hex characters")
+        })?,
+        None => signer(config)?.verifying_key(),
+    };
+    let chains = tenant
+        .as_deref()
+        .map(chain_arg)
+        .transpose()?
+        .map(|c| vec![c]);
+    let store = open_store(config).await?;
+    let result = verify_store(&store, &key, chains.as_deref(), from, to)
+        .await
+        .map_err(|e| usage(format!("audit log: {e}")))?;
+    match result {
+        Ok(reports) => {
+            let entries: u64 = reports.iter().map(|r| r.entries).sum();
+            if out.is_json() {
+                out.one(&json!({"intact": true, "entries": entries, "chains": reports}));
+            } else {
+                out.list(
+                    &reports,
+                    &[
+                        "chain",
+                        "first_seq",
+                        "last_seq",
+                        "entries",
+                        "checkpoints",
+                        "retention_anchor",
+                        "unsigned_tail",
+                    ],
+                );
+                println!(
+                    "\nintact: {} chain(s), {entries} entries verified",
+                    reports.len()
+                );
+            }
+            Ok(())
+        }
+        Err(broken) => {
+            if out.is_json() {
+                out.one(&json!({"intact": false, "break": broken}));
+            } else {
+                println!("BROKEN: {broken}");
+            }
+            Err(Failure::Broken)
+        }
+    }
+}
