@@ -25,6 +25,7 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
         "keys:read",
         "keys:write",
         "keys:verify",
+        "audit:read",
     ];
     let a_admin = s.admin_key(Some("tenant-a"), &all).await;
     let snapshot = |s: &portcullis_testkit::TestServer| {
@@ -75,6 +76,19 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
             404,
         ),
         (Method::GET, format!("{b}/keys"), None, 404),
+        (Method::GET, format!("{b}/audit"), None, 404),
+        (
+            Method::GET,
+            format!("{b}/audit?kind=change&limit=1000"),
+            None,
+            404,
+        ),
+        (
+            Method::GET,
+            "/v1/tenants/_system/audit".to_owned(),
+            None,
+            404,
+        ),
         (
             Method::POST,
             format!("{b}/keys"),
@@ -192,6 +206,19 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
         )
         .await;
     assert_eq!((st, t["name"].as_str()), (200, Some("A renamed")));
+    // A's own audit log answers, and holds nothing of B.
+    let (st, log) = s
+        .json(
+            Method::GET,
+            "/v1/tenants/tenant-a/audit?limit=1000",
+            &a_admin,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{log}");
+    assert!(!log["entries"].as_array().expect("entries").is_empty());
+    assert!(!log.to_string().contains("tenant-b"), "{log}");
+    assert!(!log.to_string().contains(&b_key_id), "{log}");
 
     let after = snapshot(&s).await;
     assert_eq!(before, after, "tenant B unchanged");

@@ -44,6 +44,54 @@ impl Write for Capture {
     }
 }
 
+/// Every row of every table of the audit database, as text (read with a connection of its own,
+/// not through the store's API, so nothing is left out).
+async fn audit_rows(s: &portcullis_testkit::TestServer) -> String {
+    use sqlx::{Column, Connection, Row, ValueRef};
+    s.audit
+        .flush_within(std::time::Duration::from_secs(30))
+        .await
+        .expect("flush");
+    let url = format!("sqlite://{}?mode=ro", s.audit_path.display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.expect("open");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("tables");
+    let mut out = String::new();
+    for t in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM \"{t}\""))
+            .fetch_all(&mut c)
+            .await
+            .expect("rows");
+        for row in rows {
+            for (i, col) in row.columns().iter().enumerate() {
+                let raw = row.try_get_raw(i).expect("column");
+                if raw.is_null() {
+                    continue;
+                }
+                let text = row
+                    .try_get::<String, _>(i)
+                    .ok()
+                    .or_else(|| row.try_get::<i64, _>(i).ok().map(|n| n.to_string()))
+                    .or_else(|| {
+                        row.try_get::<Vec<u8>, _>(i)
+                            .ok()
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    })
+                    .unwrap_or_default();
+                out.push_str(col.name());
+                out.push('=');
+                out.push_str(&text);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn no_secret_in_logs_or_rows() {
     let capture = Capture::default();
@@ -147,6 +195,7 @@ async fn no_secret_in_logs_or_rows() {
         .flush(s.state.store.as_ref(), &s.state.metrics)
         .await;
     let rows = s.store.dump_all_rows().await.expect("dump");
+    let audit_rows = audit_rows(&s).await;
     let store = s.store.clone();
     s.shutdown().await;
     drop(_guard);
@@ -159,11 +208,17 @@ async fn no_secret_in_logs_or_rows() {
     );
     assert!(logs.contains("gateway authentication failed"));
     assert!(rows.contains(&id), "rows were dumped");
+    assert!(audit_rows.contains(&id), "audit rows were read");
+    assert!(audit_rows.contains("auth.failure") && audit_rows.contains("gateway.upload"));
     for secret in &secrets {
         // The random part alone must not appear either (e.g. with a changed prefix).
         let body = &secret[secret.rfind('_').expect("underscore") + 1..];
         assert!(!logs.contains(body), "a secret is in the logs");
         assert!(!rows.contains(body), "a secret is in the stored rows");
+        assert!(
+            !audit_rows.contains(body),
+            "a secret is in the audit database"
+        );
     }
     drop(store);
 }

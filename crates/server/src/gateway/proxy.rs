@@ -78,6 +78,7 @@ fn refuse(
 #[derive(Default)]
 struct Facts {
     client: Option<IpAddr>,
+    /// The key the credential matched (revoked and expired ones included; not an unknown one).
     key: Option<Arc<CachedKey>>,
     /// The precise reason an authentication failed (the answer says `invalid_api_key`).
     auth_failure: Option<&'static str>,
@@ -398,14 +399,16 @@ async fn admit(
         DecisionCode::Revoked => Some("revoked"),
         _ => None,
     };
+    // An unknown key reveals no tenant; an expired or revoked one is its tenant's business: its
+    // tenant's chain gets the records.
+    if code != DecisionCode::NotFound {
+        facts.key = Some(key.clone());
+    }
     if let Some(reason) = failed {
         facts.auth_failure = Some(reason);
-        // An unknown key reveals no tenant; an expired or revoked one is its tenant's business.
         let owner = (code != DecisionCode::NotFound).then_some(&owner);
         return Err(fail(reason, owner));
     }
-    // From here the key is authenticated: its tenant's chain gets the request record.
-    facts.key = Some(key.clone());
     match code {
         DecisionCode::Valid
         | DecisionCode::NotFound
