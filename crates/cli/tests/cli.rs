@@ -6,25 +6,14 @@ use std::{
 };
 
 use serde_json::Value;
+use support::run;
+
+mod support;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
     c.env_remove("PORTCULLIS_CONFIG");
     c
-}
-
-fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = bin()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run portcullis");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]
