@@ -53,6 +53,13 @@ pub async fn serve_all(
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = Vec::new();
+    if let Some(config) = state.audit.config() {
+        tasks.extend(crate::audit::retention::spawn_purger(
+            state.audit.clone(),
+            config.clone(),
+            state.clock.clone(),
+        ));
+    }
     let gateway_server = gateway.map(|g| {
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));
         #[cfg(unix)]

@@ -524,3 +524,57 @@ async fn a_disabled_audit_log_records_nothing_and_answers_so() {
     );
     assert!(!s.audit_path.exists());
 }
+
+#[tokio::test]
+async fn retention_purges_old_entries_and_what_is_kept_verifies() {
+    let s = spawn_with(|c| {
+        c.audit.tenant_retention_days.insert("acme".into(), 1);
+    })
+    .await;
+    s.tenant("acme").await;
+    s.tenant("beta").await;
+    for i in 0..3 {
+        s.key(
+            "acme",
+            json!({"name": format!("k{i}"), "environment": "live"}),
+        )
+        .await;
+    }
+    let old = s.audit_records("acme").await.len();
+    s.clock.advance(time::Duration::days(2));
+    s.key("acme", json!({"name": "new", "environment": "live"}))
+        .await;
+    s.audit.flush().await.expect("flush");
+    let config = s.audit.config().expect("enabled").clone();
+    let purged =
+        portcullis_server::audit::retention::purge_once(&s.audit, &config, s.clock.as_ref()).await;
+    assert_eq!(purged.len(), 1, "only acme is past its window: {purged:?}");
+    assert_eq!(
+        (purged[0].chain.as_str(), purged[0].removed),
+        ("acme", old as u64)
+    );
+    let kept = s.audit_records("acme").await;
+    assert!(
+        kept.iter()
+            .any(|r| r.data.get("after").is_some_and(|a| a["name"] == "new"))
+    );
+    assert!(
+        !kept.iter().any(|r| r.action == "tenant.create"),
+        "old entries are gone"
+    );
+    let purge = find(&kept, "audit.purge");
+    assert_eq!(purge.len(), 1);
+    assert_eq!(purge[0].kind, Kind::Maintenance);
+    assert_eq!(purge[0].data["removed"], old);
+    assert_eq!(
+        find(&s.audit_records("beta").await, "tenant.create").len(),
+        1
+    );
+    assert_chains_verify(&s).await;
+    // Nothing more to purge right after.
+    assert!(
+        portcullis_server::audit::retention::purge_once(&s.audit, &config, s.clock.as_ref())
+            .await
+            .is_empty()
+    );
+}

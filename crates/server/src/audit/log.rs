@@ -72,6 +72,7 @@ struct Inner {
     health: Arc<Health>,
     store: Arc<dyn AuditStore>,
     signer: CheckpointSigner,
+    config: AuditConfig,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -136,6 +137,7 @@ impl AuditLog {
                 health,
                 store,
                 signer,
+                config: config.clone(),
                 writer: std::sync::Mutex::new(Some(task)),
             })),
             metrics,
@@ -189,6 +191,11 @@ impl AuditLog {
     /// The checkpoint signer (`None` when disabled): its public key verifies the checkpoints.
     pub fn signer(&self) -> Option<&CheckpointSigner> {
         self.inner.as_ref().map(|i| &i.signer)
+    }
+
+    /// The `[audit]` configuration it was started with (`None` when disabled).
+    pub fn config(&self) -> Option<&AuditConfig> {
+        self.inner.as_ref().map(|i| &i.config)
     }
 
     /// The log's metric handles.

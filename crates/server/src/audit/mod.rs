@@ -6,6 +6,7 @@
 //! - [`request`]: what an admin / verify API request and an authentication failure record, and
 //!   the `fail_closed` gate in front of the API.
 //! - [`api`]: `GET /v1/tenants/{tenant}/audit`.
+//! - [`retention`]: the periodic retention purge.
 //!
 //! What is recorded:
 //! - every admin / verify API request and every gateway request: one `request` /
@@ -25,6 +26,7 @@ use std::sync::Arc;
 pub mod api;
 pub mod log;
 pub mod request;
+pub mod retention;
 pub(crate) mod writer;
 
 pub use log::{AuditError, AuditLog};
