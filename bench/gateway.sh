@@ -6,7 +6,12 @@
 #   (a) direct to the upstream,
 #   (b) through nginx as a plain reverse proxy (one worker process, upstream keep-alive),
 #   (c) through the portcullis gateway with authentication (Bearer key, scope) and a per-key rate
-#       limit, one tokio worker thread.
+#       limit, one tokio worker thread,
+#   (d) through bench-proxy, a bare reverse proxy on the same HTTP stack as the gateway (axum,
+#       hyper-util's pooled client) with nothing else: the floor of that stack, so the report
+#       separates what portcullis' own work costs ((c)/(d)) from what the stack costs ((d)/(b)),
+#   (e) portcullis as (c) with the audit log off ([audit] enabled = false), on the same data
+#       directory: (c)/(e) is what recording every request costs (goal >= 0.95).
 # Placement on two cores: the proxy of (b) and (c) alone on the server core, so the two proxies'
 # own work is compared, not diluted by the upstream's; the upstream and the load generator share
 # the other core in (a), (b) and (c) alike, so all three have the very same upstream and client
@@ -26,7 +31,8 @@
 #   BENCH_CONNECTIONS=32    keep-alive connections of the load generator
 #   BENCH_RATE_SHARE=0.5    fixed-rate runs at this share of portcullis' median max throughput
 #   BENCH_SERVER_CORE=0     core of the proxies; BENCH_LOAD_CORE=1: upstream and load generator
-#   BENCH_PORT=18180        first of four loopback ports used (upstream, admin API, gateway, nginx)
+#   BENCH_PORT=18180        first of seven loopback ports used (upstream, admin API, gateway, nginx,
+#                           bare hyper proxy, admin API and gateway of (e))
 #   BENCH_NGINX=nginx       the nginx binary
 #   BENCH_REQUIRE_NGINX=1   fail instead of skipping (b) when nginx is missing
 #   BENCH_SKIP_BUILD=1      use the release binaries already built
@@ -45,6 +51,9 @@ UPSTREAM_PORT=$PORT
 ADMIN_PORT=$((PORT + 1))
 GATEWAY_PORT=$((PORT + 2))
 NGINX_PORT=$((PORT + 3))
+HYPER_PORT=$((PORT + 4))
+NOAUDIT_ADMIN_PORT=$((PORT + 5))
+NOAUDIT_PORT=$((PORT + 6))
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH_SCRIPT=bench/gateway.sh
@@ -52,7 +61,7 @@ BENCH_SCRIPT=bench/gateway.sh
 source bench/lib.sh
 
 bench_preconditions
-bench_binaries portcullis bench-hello bench-load bench-report
+bench_binaries portcullis bench-hello bench-load bench-report bench-proxy
 bench_workdirs gateway
 
 # --- nginx: find it, or install the Debian package ------------------------------------------
@@ -106,7 +115,7 @@ else
 fi
 
 bench_machine "proxies (nginx, portcullis) on core $SERVER_CORE, alone; upstream (bench-hello) and bench-load together on core $LOAD_CORE, for (a), (b) and (c) alike" \
-    "portcullis and bench-hello with TOKIO_WORKER_THREADS=1; $NGINX_LINE" \
+    "portcullis, bench-proxy and bench-hello with TOKIO_WORKER_THREADS=1; $NGINX_LINE" \
     "$ROUNDS interleaved rounds, ${DURATION} s measured after ${WARMUP} s warm-up, $CONNECTIONS keep-alive connections"
 
 # --- the upstream ---------------------------------------------------------------------------
@@ -206,10 +215,26 @@ if http_ok "$GATEWAY_PORT" /; then
     die "the gateway answered 200 without a key: authentication is not on"
 fi
 
+# --- (e) portcullis without the audit log ---------------------------------------------------
+sed -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$NOAUDIT_ADMIN_PORT/" \
+    -e "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$NOAUDIT_PORT/" "$WORK/portcullis.toml" >"$WORK/portcullis-noaudit.toml"
+printf '\n[audit]\nenabled = false\n' >>"$WORK/portcullis-noaudit.toml"
+log "starting portcullis without the audit log on core $SERVER_CORE (gateway port $NOAUDIT_PORT)"
+start portcullis-noaudit "$NOAUDIT_ADMIN_PORT" /healthz -- \
+    "$BIN/portcullis" serve --config "$WORK/portcullis-noaudit.toml" --data-dir "$WORK/data"
+NOAUDIT=$STARTED
+wait_ok portcullis-noaudit "$NOAUDIT" "$NOAUDIT_PORT" / "$AUTH"
+
+# --- (d) the bare hyper proxy ----------------------------------------------------------------
+log "starting bench-proxy on core $SERVER_CORE (port $HYPER_PORT)"
+start bench-proxy "$HYPER_PORT" /healthz -- \
+    "$BIN/bench-proxy" --listen "127.0.0.1:$HYPER_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT"
+HYPER=$STARTED
+
 # --- the runs -------------------------------------------------------------------------------
 TARGETS=(direct)
 [[ -n $NGINX_PID ]] && TARGETS+=(nginx)
-TARGETS+=(portcullis)
+TARGETS+=(portcullis hyper noaudit)
 
 # Every answer must be 2xx with "Hello" in the body (bench-load --expect); otherwise the run fails.
 run_target() { # phase target round [bench-load args...]
@@ -220,13 +245,15 @@ run_target() { # phase target round [bench-load args...]
     direct) extra=(--url "http://127.0.0.1:$UPSTREAM_PORT/") ;;
     nginx) extra=(--url "http://127.0.0.1:$NGINX_PORT/" --server-pid "$NGINX_PID") ;;
     portcullis) extra=(--url "http://127.0.0.1:$GATEWAY_PORT/" --server-pid "$PORTCULLIS" --header "$AUTH") ;;
+    hyper) extra=(--url "http://127.0.0.1:$HYPER_PORT/" --server-pid "$HYPER") ;;
+    noaudit) extra=(--url "http://127.0.0.1:$NOAUDIT_PORT/" --server-pid "$NOAUDIT" --header "$AUTH") ;;
     esac
     load "phase=$phase" "target=$target" "round=$round" -- "$@" "${extra[@]}" \
         --upstream-pid "$UPSTREAM" --expect Hello
 }
 
-# Round r starts with target number r-1 (mod the number of targets) and keeps the order, so each
-# target runs first, second and third once in three rounds.
+# Round r starts with target number r-1 (mod the number of targets) and keeps the order, so the
+# targets take turns at running first.
 interleaved() { # phase [bench-load args...]
     local phase=$1 r i n=${#TARGETS[@]}
     shift
@@ -254,7 +281,7 @@ interleaved fixed_rate --rate "$RATE"
     echo
     "$BIN/bench-report" --gateway "$RESULTS"
 } >"$OUT/summary.md"
-cp "$WORK/portcullis.toml" "$OUT/"
+cp "$WORK/portcullis.toml" "$WORK/portcullis-noaudit.toml" "$OUT/"
 [[ -f $WORK/nginx/nginx.conf ]] && cp "$WORK/nginx/nginx.conf" "$OUT/"
 cat "$OUT/summary.md"
 echo

@@ -1,7 +1,9 @@
 //! Turns the JSON lines of a `bench/gateway.sh` run into a Markdown summary.
 //!
 //! Lines carry a `phase` (`throughput`: closed loop, or `fixed_rate`: open loop), a `target`
-//! (`direct`, `nginx` or `portcullis`) and a `round`; the proxies' lines carry the proxy's CPU
+//! (`direct`, `nginx`, `portcullis`, or `hyper`: the bare hyper proxy `bench-proxy`, the floor of
+//! the HTTP stack portcullis is built on; `noaudit`: portcullis with the audit log off) and a
+//! `round`; the proxies' lines carry the proxy's CPU
 //! share as `server_cpu`, every line the upstream's as `upstream_cpu`, the load generator's as
 //! `client_cpu` and the cores the whole machine kept busy as `machine_cpu`. A line with
 //! `"phase":"skipped"` says why a target was not measured (`reason`).
@@ -33,11 +35,15 @@ pub fn other_cpu(v: &Value) -> Option<f64> {
 }
 
 /// The targets, in the order of the tables, with their names there.
-const TARGETS: [(&str, &str); 3] = [
+const TARGETS: [(&str, &str); 5] = [
     ("direct", "(a) direct"),
     ("nginx", "(b) nginx"),
     ("portcullis", "(c) portcullis"),
+    ("hyper", "(d) bare hyper proxy"),
+    ("noaudit", "(e) portcullis, audit log off"),
 ];
+/// Share of its throughput without the audit log that portcullis must keep with it.
+pub const GOAL_AUDIT_RATIO: f64 = 0.95;
 
 fn lines<'a>(runs: &'a [Value], phase: &str, target: &str) -> Vec<&'a Value> {
     runs.iter()
@@ -87,6 +93,23 @@ fn per_round(
 /// Per round: portcullis' throughput over nginx's.
 pub fn nginx_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
     per_round(runs, "throughput", ("portcullis", "nginx"), "rps", false)
+}
+
+/// Per round: portcullis' throughput over the bare hyper proxy's (what portcullis' own work
+/// costs on top of its HTTP stack).
+pub fn floor_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(runs, "throughput", ("portcullis", "hyper"), "rps", false)
+}
+
+/// Per round: the bare hyper proxy's throughput over nginx's (the HTTP stack's own distance to
+/// nginx).
+pub fn floor_nginx_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(runs, "throughput", ("hyper", "nginx"), "rps", false)
+}
+
+/// Per round: portcullis' throughput with the audit log over its throughput without.
+pub fn audit_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(runs, "throughput", ("portcullis", "noaudit"), "rps", false)
 }
 
 /// Per round: portcullis' throughput over the direct path's.
@@ -158,12 +181,12 @@ fn disturbed(s: &mut String, runs: &[Value]) {
     }
 }
 
-/// The order in which the targets ran in `round` (letters a, b, c).
+/// The order in which the targets ran in `round` (letters a to e).
 fn order(runs: &[Value], phase: &str, round: u64) -> String {
     runs.iter()
         .filter(|r| r["phase"] == phase && r["round"].as_u64() == Some(round))
         .filter_map(|r| TARGETS.iter().position(|(t, _)| r["target"] == *t))
-        .map(|i| ["a", "b", "c"][i])
+        .map(|i| ["a", "b", "c", "d", "e"][i])
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -174,38 +197,45 @@ fn throughput(s: &mut String, runs: &[Value]) {
         return;
     }
     let (cb, ca) = (nginx_ratios(runs), direct_ratios(runs));
+    let (cd, db) = (floor_ratios(runs), floor_nginx_ratios(runs));
     let _ = writeln!(
         s,
         "### Throughput, closed loop (`GET /`, \"Hello, World!\")\n"
     );
     let _ = writeln!(
         s,
-        "| round | order | (a) direct rps | (b) nginx rps | (c) portcullis rps | (c) / (b) | (c) / (a) |"
+        "| round | order | (a) direct rps | (b) nginx rps | (c) portcullis rps | (d) bare hyper rps | (c) / (b) | (c) / (a) | (c) / (d) | (d) / (b) |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &round in &all_rounds {
         let rps = |t| of_round(runs, "throughput", t, round).and_then(|v| num(v, "rps"));
         let _ = writeln!(
             s,
-            "| {round} | {} | {} | {} | {} | {} | {} |",
+            "| {round} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             order(runs, "throughput", round),
             fmt(rps("direct"), 0),
             fmt(rps("nginx"), 0),
             fmt(rps("portcullis"), 0),
+            fmt(rps("hyper"), 0),
             fmt(find(&cb, round), 3),
             fmt(find(&ca, round), 3),
+            fmt(find(&cd, round), 3),
+            fmt(find(&db, round), 3),
         );
     }
     let med = |t| medians(&lines(runs, "throughput", t), "rps");
     let (ratio_b, ratio_a) = (median_of(&cb), median_of(&ca));
     let _ = writeln!(
         s,
-        "| **median** | | {} | {} | {} | **{}** | {} |\n",
+        "| **median** | | {} | {} | {} | {} | **{}** | {} | {} | {} |\n",
         fmt(med("direct"), 0),
         fmt(med("nginx"), 0),
         fmt(med("portcullis"), 0),
+        fmt(med("hyper"), 0),
         fmt(ratio_b, 3),
         fmt(ratio_a, 3),
+        fmt(median_of(&cd), 3),
+        fmt(median_of(&db), 3),
     );
     let _ = writeln!(
         s,
@@ -215,6 +245,19 @@ fn throughput(s: &mut String, runs: &[Value]) {
         verdict(ratio_b.map(|r| r >= GOAL_NGINX_RATIO)),
         fmt(ratio_a, 3),
     );
+    let audit = audit_ratios(runs);
+    if !audit.is_empty() {
+        let rounds: Vec<String> = audit.iter().map(|(_, r)| format!("{r:.3}")).collect();
+        let _ = writeln!(
+            s,
+            "Audit log on / off, (c) / (e): **{}** (rounds: {}; goal ≥ {GOAL_AUDIT_RATIO:.2}: {}); \
+             (e) {} rps.\n",
+            fmt(median_of(&audit), 3),
+            rounds.join(", "),
+            verdict(median_of(&audit).map(|r| r >= GOAL_AUDIT_RATIO)),
+            fmt(medians(&lines(runs, "throughput", "noaudit"), "rps"), 0),
+        );
+    }
     let _ = writeln!(
         s,
         "CPU share of one core used in the measured window (median over rounds):\n"
@@ -379,6 +422,26 @@ mod tests {
         assert!(md.contains("goal ≤ 0.2 ms: **not met**"), "{md}");
         assert!(md.contains("| 2 | b c a |"), "{md}");
         assert!(!md.contains("Warning"), "{md}");
+    }
+
+    #[test]
+    fn floor_and_audit_ratios_are_reported() {
+        let mut runs = sample();
+        runs.extend([
+            run("throughput", "hyper", 1, 30000.0, 1000.0),
+            run("throughput", "noaudit", 1, 25000.0, 1900.0),
+            run("throughput", "hyper", 2, 25000.0, 1000.0),
+            run("throughput", "noaudit", 2, 20000.0, 1900.0),
+        ]);
+        assert_eq!(floor_ratios(&runs), vec![(1, 0.8), (2, 0.8)]);
+        assert_eq!(floor_nginx_ratios(&runs), vec![(1, 1.0), (2, 1.25)]);
+        assert_eq!(audit_ratios(&runs), vec![(1, 0.96), (2, 1.0)]);
+        let md = markdown(&runs);
+        assert!(
+            md.contains("(c) / (e): **0.980** (rounds: 0.960, 1.000; goal ≥ 0.95: met)"),
+            "{md}"
+        );
+        assert!(md.contains("| (e) portcullis, audit log off |"), "{md}");
     }
 
     #[test]
