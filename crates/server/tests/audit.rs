@@ -478,8 +478,31 @@ async fn fail_closed_refuses_while_the_store_cannot_be_written_and_recovers() {
     assert_chains_verify(&s).await;
 }
 
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn best_effort_keeps_serving_and_counts_drops() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let s = spawn_with(|c| {
         c.audit.mode = AuditMode::BestEffort;
         c.audit.queue_capacity = 2;
@@ -508,6 +531,13 @@ async fn best_effort_keeps_serving_and_counts_drops() {
         .expect("written after the lock is gone");
     assert!(s.audit.healthy());
     assert_chains_verify(&s).await;
+    let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).to_string();
+    assert_eq!(
+        logs.matches("audit log degraded").count(),
+        1,
+        "one line per episode, not per record: {logs}"
+    );
+    assert_eq!(logs.matches("audit log recovered").count(), 1, "{logs}");
 }
 
 #[tokio::test]
@@ -576,5 +606,89 @@ async fn retention_purges_old_entries_and_what_is_kept_verifies() {
         portcullis_server::audit::retention::purge_once(&s.audit, &config, s.clock.as_ref())
             .await
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn chains_get_signed_checkpoints_by_count_and_by_time() {
+    let s = spawn_with(|c| {
+        c.audit.checkpoint_every_records = 3;
+        c.audit.checkpoint_every_seconds = 1;
+    })
+    .await;
+    s.tenant("acme").await;
+    for i in 0..4 {
+        s.key(
+            "acme",
+            json!({"name": format!("k{i}"), "environment": "live"}),
+        )
+        .await;
+    }
+    s.audit.flush().await.expect("flush");
+    let store = s.audit.store().expect("enabled");
+    let key = s.audit.signer().expect("enabled").verifying_key();
+    let acme = store.checkpoints("acme").await.expect("checkpoints");
+    assert!(!acme.is_empty(), "by count");
+    assert!(acme.iter().all(|c| c.verify(&key)));
+    assert!(acme.windows(2).all(|w| w[0].seq < w[1].seq));
+    // A chain with fewer records than the count is signed once its time has come.
+    s.tenant("beta").await;
+    s.audit.flush().await.expect("flush");
+    let started = Instant::now();
+    loop {
+        let beta = store.checkpoints("beta").await.expect("checkpoints");
+        if let Some(last) = beta.last() {
+            let head = store
+                .heads()
+                .await
+                .expect("heads")
+                .into_iter()
+                .find(|(c, _)| c == "beta")
+                .expect("beta head")
+                .1;
+            assert_eq!((last.seq, last.hash), (head.seq, head.hash));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "by time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric(&s, "portcullis_audit_checkpoints_written_total").await >= 2.0);
+    assert_chains_verify(&s).await;
+}
+
+#[tokio::test]
+async fn gateway_configuration_reloads_are_recorded() {
+    let up = support::upstream::start().await;
+    let s = spawn_with(|c| c.gateway = gateway(up.addr)).await;
+    let gw = s.gateway.clone().expect("gateway");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("portcullis.toml");
+    let good = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\n[gateway.upstreams.main]\nurl = \"http://{}\"\n[[gateway.routes]]\nname = \"all\"\npath_prefix = \"/\"\nupstream = \"main\"\n",
+        up.addr
+    );
+    std::fs::write(&file, &good).expect("write");
+    portcullis_server::serve::reload_gateway(&gw, Some(&file)).expect("valid");
+    std::fs::write(&file, "[gateway]\nroutes = 5\n").expect("write");
+    assert!(portcullis_server::serve::reload_gateway(&gw, Some(&file)).is_err());
+
+    let system = s.audit_records(SYSTEM_CHAIN).await;
+    let reloads = find(&system, "config.reload");
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    use sha2::Digest as _;
+    let (ok, refused) = (reloads[0], reloads[1]);
+    assert_eq!(ok.kind, Kind::Change);
+    assert_eq!(ok.data["result"], "ok");
+    assert_eq!(ok.decision, Some(Decision::Allow));
+    assert_eq!(ok.data["config_file"], file.display().to_string());
+    assert_eq!(
+        ok.data["sha256"],
+        hex::encode(sha2::Sha256::digest(good.as_bytes()))
+    );
+    assert_eq!(refused.data["result"], "refused");
+    assert_eq!(refused.decision, Some(Decision::Deny));
+    assert_eq!(
+        refused.data["sha256"],
+        hex::encode(sha2::Sha256::digest(b"[gateway]\nroutes = 5\n"))
     );
 }

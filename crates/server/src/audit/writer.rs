@@ -77,6 +77,7 @@ pub(crate) async fn run(
             m = rx.recv() => m,
             _ = tick.tick() => {
                 w.commit(&[], true).await;
+                w.maybe_recover(&rx);
                 continue;
             }
         };
@@ -99,6 +100,7 @@ pub(crate) async fn run(
             w.commit(&records, false).await;
             records.clear();
         }
+        w.maybe_recover(&rx);
         for done in waiters.drain(..) {
             let _ = done.send(());
         }
@@ -106,6 +108,16 @@ pub(crate) async fn run(
 }
 
 impl Writer {
+    /// Ends a degraded episode once writes succeed and the queue is at most half full again
+    /// (not after every batch while drops go on, which would log an episode per batch).
+    fn maybe_recover(&self, rx: &mpsc::Receiver<Msg>) {
+        if !self.health.failing.load(Ordering::Relaxed)
+            && rx.capacity().saturating_mul(2) >= self.settings.capacity
+        {
+            self.health.recover();
+        }
+    }
+
     /// Continues the stored chains; retries until the store answers.
     async fn load_heads(&mut self) {
         let mut backoff = BACKOFF_START;
@@ -182,7 +194,6 @@ impl Writer {
                     if self.health.failing.swap(false, Ordering::Relaxed) {
                         tracing::warn!("audit store writes succeed again");
                     }
-                    self.health.recover();
                     return;
                 }
                 Err(e) => {
