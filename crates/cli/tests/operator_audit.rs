@@ -41,41 +41,13 @@ fn export(dir: &Path, tenant: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `GET path` with a bearer key; the status code.
-fn get(addr: &str, path: &str, key: &str) -> u16 {
-    let mut c = TcpStream::connect(addr).expect("connect");
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut answer = String::new();
-    c.read_to_string(&mut answer).expect("read");
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
 
-#[test]
-fn operator_changes_are_recorded_beside_a_running_server() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("data");
-    run(
-        &dir,
-        &["tenant", "create", "--id", "acme", "--name", "Acme"],
-    );
-    let created: Value = serde_json::from_str(&run(
-        &dir,
-        &["--output", "json", "admin-key", "create", "--name", "ops"],
-    ))
-    .expect("json");
-    let admin = created["secret"].as_str().expect("secret").to_owned();
-
+/// Starts `portcullis serve` on `dir`; returns the child, its address and its log lines.
+fn serve(dir: &Path) -> (std::process::Child, String, Lines) {
     let mut server = bin()
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -93,6 +65,53 @@ fn operator_changes_are_recorded_beside_a_running_server() {
         }
     }
     let addr = addr.expect("server announced its address");
+    (server, addr, lines)
+}
+
+/// `GET path` with a bearer key; the status code.
+fn get(addr: &str, path: &str, key: &str) -> u16 {
+    let (status, _) = fetch(addr, path, key);
+    status
+}
+
+/// `GET path` with a bearer key; the status code and the body.
+fn fetch(addr: &str, path: &str, key: &str) -> (u16, String) {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn operator_changes_are_recorded_beside_a_running_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    run(
+        &dir,
+        &["tenant", "create", "--id", "acme", "--name", "Acme"],
+    );
+    let created: Value = serde_json::from_str(&run(
+        &dir,
+        &["--output", "json", "admin-key", "create", "--name", "ops"],
+    ))
+    .expect("json");
+    let admin = created["secret"].as_str().expect("secret").to_owned();
+
+    let (mut server, addr, lines) = serve(&dir);
     // Keep reading the server's log so it never blocks on a full pipe.
     let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
@@ -169,5 +188,58 @@ fn operator_changes_are_recorded_beside_a_running_server() {
             .contains(&admin[admin.len() - 20..])
     );
     // The whole log verifies.
+    run(&dir, &["audit", "verify"]);
+}
+
+#[test]
+fn acknowledged_records_survive_kill_9() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    run(
+        &dir,
+        &["tenant", "create", "--id", "acme", "--name", "Acme"],
+    );
+    let created: Value = serde_json::from_str(&run(
+        &dir,
+        &["--output", "json", "admin-key", "create", "--name", "ops"],
+    ))
+    .expect("json");
+    let admin = created["secret"].as_str().expect("secret").to_owned();
+    let (mut server, addr, lines) = serve(&dir);
+    std::thread::spawn(move || lines.map_while(Result::ok).count());
+    for _ in 0..50 {
+        assert_eq!(get(&addr, "/v1/tenants/acme", &admin), 200);
+    }
+    // The written-records counter says what is acknowledged (committed).
+    let written = |body: &str| -> u64 {
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix("portcullis_audit_records_written_total ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0) as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let acknowledged = loop {
+        let (_, metrics) = fetch(&addr, "/metrics", &admin);
+        let n = written(&metrics);
+        if n >= 50 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "records acknowledged: {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    server.kill().expect("kill -9");
+    server.wait().expect("wait");
+    // The server wrote only request records (the tenant and the admin key are the CLI's).
+    let stored = export(&dir, "acme")
+        .iter()
+        .filter(|e| e["action"] == "request")
+        .count();
+    assert!(
+        stored as u64 >= acknowledged,
+        "{stored} stored < {acknowledged} acknowledged"
+    );
     run(&dir, &["audit", "verify"]);
 }
