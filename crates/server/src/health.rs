@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is alive) and `GET /readyz` (the store is reachable).
+//! `GET /healthz` (the process is alive) and `GET /readyz` (the store is reachable, and the
+//! audit log is not refusing requests).
 use axum::{Json, extract::State, http::StatusCode};
 use serde_json::{Value, json};
 
@@ -9,6 +10,10 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    // In `fail_closed` mode a server that cannot record refuses every request: not ready.
+    if state.audit.refusing() {
+        return Err(crate::audit::request::unavailable());
+    }
     match state.store.ping().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(e) => {

@@ -447,6 +447,8 @@ async fn fail_closed_refuses_while_the_store_cannot_be_written_and_recovers() {
     assert_eq!(v["error"]["code"], "audit_unavailable");
     let health = s.client.get(s.url("/healthz")).send().await.expect("send");
     assert_eq!(health.status(), 200, "health answers");
+    let ready = s.client.get(s.url("/readyz")).send().await.expect("send");
+    assert_eq!(ready.status(), 503, "not ready while refusing");
     assert_eq!(metric(&s, "portcullis_audit_healthy").await, 0.0);
     assert!(metric(&s, "portcullis_audit_write_failures_total").await >= 1.0);
     assert!(!s.audit.healthy());
@@ -464,6 +466,8 @@ async fn fail_closed_refuses_while_the_store_cannot_be_written_and_recovers() {
     })
     .await;
     assert_eq!(metric(&s, "portcullis_audit_healthy").await, 1.0);
+    let ready = s.client.get(s.url("/readyz")).send().await.expect("send");
+    assert_eq!(ready.status(), 200, "ready again");
     // The record queued while the store failed was kept and written.
     let acme = s.audit_records("acme").await;
     let reads = acme

@@ -244,3 +244,122 @@ impl AuditLog {
         flushed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use portcullis_audit::{Kind, verify_chain};
+    use portcullis_core::clock::SystemClock;
+    use portcullis_sqlite::SqliteAuditStore;
+
+    use super::*;
+
+    fn rec(tenant: &str, i: u64) -> Record {
+        let mut r = Record::new(SystemClock.now(), Kind::Request, "request").with("i", i);
+        r.tenant = Some(tenant.to_owned());
+        r
+    }
+
+    fn config(batch_max: usize) -> AuditConfig {
+        AuditConfig {
+            batch_max,
+            ..AuditConfig::default()
+        }
+    }
+
+    fn start(store: &SqliteAuditStore, cfg: &AuditConfig) -> AuditLog {
+        AuditLog::start(
+            cfg,
+            Arc::new(store.clone()),
+            CheckpointSigner::from_seed(&[7; 32]),
+            Arc::new(SystemClock),
+            AuditMetrics::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn records_are_committed_in_batches_and_flush_waits_for_them() {
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        let log = start(&store, &config(10));
+        for i in 0..25 {
+            log.record(rec("acme", i));
+        }
+        log.flush().await.expect("flush");
+        assert_eq!(log.metrics().written.get(), 25);
+        let heads = store.heads().await.expect("heads");
+        assert_eq!(heads.len(), 1);
+        assert_eq!((heads[0].0.as_str(), heads[0].1.seq), ("acme", 25));
+        let entries = store.entries("acme", 1, None, 100).await.expect("entries");
+        let order: Vec<u64> = entries
+            .iter()
+            .map(|e| e.record().expect("record").data["i"].as_u64().expect("i"))
+            .collect();
+        assert_eq!(order, (0..25).collect::<Vec<_>>(), "in the order recorded");
+        assert!(log.healthy() && !log.refusing());
+        assert_eq!(log.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn two_writers_on_one_store_reseal_instead_of_forking_the_chain() {
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        let signer = CheckpointSigner::from_seed(&[7; 32]);
+        let a = start(&store, &config(4));
+        let b = start(&store, &config(4));
+        for i in 0..6 {
+            let log = if i % 2 == 0 { &a } else { &b };
+            log.record(rec("acme", i));
+            log.record(rec("acme", 100 + i));
+            log.flush().await.expect("flush");
+        }
+        let head = store.heads().await.expect("heads")[0].1;
+        assert_eq!(head.seq, 12, "nothing lost, nothing doubled");
+        let report = verify_chain(&store, &signer.verifying_key(), "acme", None, None)
+            .await
+            .expect("read")
+            .expect("the chain verifies");
+        assert_eq!(report.entries, 12);
+        assert!(a.healthy() && b.healthy());
+    }
+
+    #[tokio::test]
+    async fn a_disabled_log_discards_and_a_stopped_one_counts_drops() {
+        let off = AuditLog::disabled();
+        off.record(rec("acme", 1));
+        assert!(off.flush().await.is_ok());
+        assert!(!off.enabled() && !off.refusing() && off.store().is_none());
+
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        let log = start(&store, &config(10));
+        log.record(rec("acme", 1));
+        log.shutdown(Duration::from_secs(10))
+            .await
+            .expect("shutdown");
+        assert_eq!(log.metrics().written.get(), 1, "flushed at shutdown");
+        log.record(rec("acme", 2));
+        assert_eq!(log.metrics().dropped.get(), 1);
+        assert!(matches!(log.flush().await, Err(AuditError::Stopped)));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_in_fail_closed_mode_only() {
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        for (mode, refuses) in [
+            (AuditMode::FailClosed, true),
+            (AuditMode::BestEffort, false),
+        ] {
+            let cfg = AuditConfig {
+                mode,
+                queue_capacity: 2,
+                ..AuditConfig::default()
+            };
+            let log = start(&store, &cfg);
+            // The writer has not run yet on this single-threaded runtime: the queue fills.
+            for i in 0..5 {
+                log.record(rec("acme", i));
+            }
+            assert_eq!(log.refusing(), refuses, "{mode:?}");
+            assert_eq!(log.metrics().dropped.get(), 3);
+            log.flush().await.expect("flush");
+            assert!(!log.refusing());
+        }
+    }
+}
