@@ -269,7 +269,9 @@ impl AuditStore for SqliteAuditStore {
         time_micros: i64,
     ) -> Result<Option<u64>, AuditStoreError> {
         let row = sqlx::query(
-            "SELECT seq FROM audit_entries WHERE chain = ? AND time_micros >= ? \
+            // The chain in sequence order up to the first match (`+` keeps the time index out):
+            // retention asks for an old cutoff, so few entries come before it.
+            "SELECT seq FROM audit_entries WHERE chain = ? AND +time_micros >= ? \
              ORDER BY seq LIMIT 1",
         )
         .bind(chain)
