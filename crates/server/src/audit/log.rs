@@ -321,6 +321,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_restarted_writer_does_not_sign_a_signed_head_again() {
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        let cfg = AuditConfig {
+            checkpoint_every_records: 1,
+            checkpoint_every_seconds: 1,
+            ..AuditConfig::default()
+        };
+        let first = start(&store, &cfg);
+        for i in 0..3 {
+            first.record(rec("acme", i));
+        }
+        first
+            .shutdown(Duration::from_secs(10))
+            .await
+            .expect("shutdown");
+        let signed = store.checkpoints("acme").await.expect("checkpoints");
+        assert_eq!(signed.last().map(|c| c.seq), Some(3), "the head is signed");
+        // The next writer idles past a checkpoint interval, then records.
+        let second = start(&store, &cfg);
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        second.record(rec("acme", 3));
+        second
+            .flush_within(Duration::from_secs(10))
+            .await
+            .expect("written");
+        assert!(second.healthy());
+        assert_eq!(second.metrics().write_failures.get(), 0);
+        assert_eq!(store.heads().await.expect("heads")[0].1.seq, 4);
+    }
+
+    #[tokio::test]
     async fn a_disabled_log_discards_and_a_stopped_one_counts_drops() {
         let off = AuditLog::disabled();
         off.record(rec("acme", 1));

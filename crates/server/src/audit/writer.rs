@@ -139,12 +139,13 @@ impl Writer {
     fn reset(&mut self, heads: Vec<(String, Head)>) {
         let now = Instant::now();
         for (chain, head) in &heads {
-            // A continued chain is counted from its stored head: its unsigned tail (if any) is
-            // signed at the next due checkpoint.
-            self.signed
-                .entry(chain.clone())
-                .and_modify(|s| s.seq = s.seq.min(head.seq))
-                .or_insert(Signed { seq: 0, at: now });
+            // A chain met in the store is counted from its stored head: that head may be signed
+            // already (signing it again would collide with the stored checkpoint), and the next
+            // checkpoint of the chain covers it through the hash links anyway.
+            self.signed.entry(chain.clone()).or_insert(Signed {
+                seq: head.seq,
+                at: now,
+            });
         }
         self.chainer = Chainer::new(heads);
     }
@@ -162,6 +163,7 @@ impl Writer {
     /// whose time has come) and commits them, retrying until it succeeds.
     async fn commit(&mut self, records: &[Record], only_time: bool) {
         let mut backoff = BACKOFF_START;
+        let mut with_checkpoints = true;
         loop {
             let started = Instant::now();
             let before: Vec<(String, Head)> = self
@@ -170,7 +172,11 @@ impl Writer {
                 .map(|(c, h)| (c.to_owned(), h))
                 .collect();
             let entries: Vec<Entry> = records.iter().map(|r| self.chainer.seal(r)).collect();
-            let checkpoints = self.due_checkpoints(only_time);
+            let checkpoints = if with_checkpoints {
+                self.due_checkpoints(only_time)
+            } else {
+                Vec::new()
+            };
             if entries.is_empty() && checkpoints.is_empty() {
                 return;
             }
@@ -203,11 +209,31 @@ impl Writer {
                     let touched: Vec<&str> = entries.iter().map(|e| e.chain.as_str()).collect();
                     match self.store.heads().await {
                         Ok(stored) if moved(&before, &stored, &touched) => {
+                            with_checkpoints = true;
                             tracing::info!(
                                 "audit chains moved on in the store; sealing the batch again"
                             );
                             self.reset(stored);
                             continue;
+                        }
+                        _ if !checkpoints.is_empty() => {
+                            // Another process may have signed the same head already: the batch
+                            // is tried again at once without checkpoints (the next one of each
+                            // chain covers these heads through the hash links).
+                            self.chainer.restore(before);
+                            for cp in &checkpoints {
+                                self.signed.insert(
+                                    cp.chain.clone(),
+                                    Signed {
+                                        seq: cp.seq,
+                                        at: Instant::now(),
+                                    },
+                                );
+                            }
+                            with_checkpoints = false;
+                            if entries.is_empty() {
+                                return;
+                            }
                         }
                         _ => {
                             self.chainer.restore(before);
