@@ -243,3 +243,43 @@ fn acknowledged_records_survive_kill_9() {
     );
     run(&dir, &["audit", "verify"]);
 }
+
+#[test]
+fn the_audit_section_takes_environment_overrides() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["tenant", "list"])
+        .env("PORTCULLIS_AUDIT__RETENTION_DAYS", "0")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit.retention_days"), "{err}");
+
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["tenant", "create", "--id", "acme", "--name", "Acme"])
+        .env("PORTCULLIS_AUDIT__ENABLED", "false")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(
+        !dir.join("audit.sqlite3").exists(),
+        "no audit log when disabled"
+    );
+
+    let elsewhere = tmp.path().join("elsewhere.sqlite3");
+    let out = bin()
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["tenant", "create", "--id", "beta", "--name", "Beta"])
+        .env("PORTCULLIS_AUDIT__DATABASE", &elsewhere)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(elsewhere.exists(), "the configured audit database is used");
+}
