@@ -445,6 +445,11 @@ async fn fail_closed_refuses_while_the_store_cannot_be_written_and_recovers() {
     assert_eq!(r.status(), 503, "the gateway refuses too");
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], "audit_unavailable");
+    assert!(
+        support::gateway::metrics(&s)
+            .await
+            .contains("decision=\"audit_unavailable\"")
+    );
     let health = s.client.get(s.url("/healthz")).send().await.expect("send");
     assert_eq!(health.status(), 200, "health answers");
     let ready = s.client.get(s.url("/readyz")).send().await.expect("send");

@@ -91,7 +91,17 @@ pub async fn handle(
     req: Request,
 ) -> Response {
     if gw.app.audit.refusing() {
-        return crate::audit::request::unavailable().into_response();
+        let resp = crate::audit::request::unavailable().into_response();
+        gw.app
+            .metrics
+            .gateway_requests
+            .get_or_create(&GatewayLabels {
+                route: SharedLabel(UNMATCHED.clone()),
+                status: resp.status().as_u16(),
+                decision: "audit_unavailable",
+            })
+            .inc();
+        return resp;
     }
     let start = Instant::now();
     let time = gw.app.clock.now();
