@@ -7,6 +7,7 @@
 //! - [`headers`]: client address, header stripping and forwarding headers.
 //! - [`upload`]: streaming body limits and upload measurement.
 //! - [`listener`]: the TCP listener with an open-connections gauge.
+//! - `audit`: the audit records of gateway requests.
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
@@ -16,6 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::state::AppState;
 
+mod audit;
 pub mod config;
 pub mod headers;
 pub mod listener;

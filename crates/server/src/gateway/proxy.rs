@@ -11,7 +11,6 @@ use axum::{
     },
     response::{IntoResponse, Response},
 };
-use portcullis_audit::{Decision as AuditDecision, Kind, Record};
 use portcullis_core::{
     ExposeSecret,
     decision::{self, DecisionCode, Requirements, Subject},
@@ -20,7 +19,7 @@ use portcullis_core::{
 use portcullis_ratelimit::{Outcome, Quota};
 
 use super::{
-    Gateway,
+    Gateway, audit,
     headers::{self, Identity},
     listener::Peer,
     runtime::{Match, Route, Runtime},
@@ -74,16 +73,6 @@ fn refuse(
     Refusal::new(decision, ApiError::new(status, code, msg))
 }
 
-/// What a gateway request's audit record says beyond its answer.
-#[derive(Default)]
-struct Facts {
-    client: Option<IpAddr>,
-    /// The key the credential matched (revoked and expired ones included; not an unknown one).
-    key: Option<Arc<CachedKey>>,
-    /// The precise reason an authentication failed (the answer says `invalid_api_key`).
-    auth_failure: Option<&'static str>,
-}
-
 /// The proxy handler: every request of the gateway listener.
 pub async fn handle(
     State(gw): State<Arc<Gateway>>,
@@ -104,13 +93,10 @@ pub async fn handle(
         return resp;
     }
     let start = Instant::now();
-    let time = gw.app.clock.now();
+    let started = audit::Started::of(&gw, &req);
     let rt = gw.runtime();
     let m = &gw.app.metrics;
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    let bytes_in = crate::audit::request::declared_length(req.headers());
-    let mut facts = Facts::default();
+    let mut facts = audit::Facts::default();
     let (route_name, result) = forward(&gw, &rt, peer.ip(), req, &mut facts).await;
     let (resp, decision, code) = match result {
         Ok(resp) => (resp, "allowed", None),
@@ -120,54 +106,28 @@ pub async fn handle(
         }
     };
     let route = SharedLabel(route_name.unwrap_or_else(|| UNMATCHED.clone()));
-    let elapsed = start.elapsed();
     m.gateway_duration
         .get_or_create(&RouteName {
             route: route.clone(),
         })
-        .observe(elapsed.as_secs_f64());
+        .observe(start.elapsed().as_secs_f64());
     if gw.app.audit.enabled() {
-        let mut r = Record::new(time, Kind::Request, "gateway.request");
-        let key = facts.key.as_ref().map(|k| &k.found.key);
-        r.tenant = key.map(|k| k.tenant_id.as_str().to_owned());
-        r.key_id = key.map(|k| k.id.clone());
-        r.request_id = crate::request_id::current();
-        r.decision = Some(if code.is_none() {
-            AuditDecision::Allow
-        } else {
-            AuditDecision::Deny
-        });
-        r.reason = code.map(str::to_owned);
-        let client = crate::audit::request::client_ip(
-            gw.app.audit_client_ip,
-            &gw.app.pepper,
-            r.tenant.as_deref(),
-            facts.client.unwrap_or(peer.ip()),
-        );
-        r = r
-            .with("method", method)
-            .with("route", &*route.0)
-            .with("path", path)
-            .with("status", resp.status().as_u16())
-            .with("outcome", decision)
-            .with(
-                "latency_us",
-                u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            )
-            .with("client_ip", client);
-        if let Some(k) = key {
-            r = r.with("environment", k.environment.as_str());
-        }
-        if let Some(n) = bytes_in {
-            r = r.with("bytes_in", n);
-        }
-        if let Some(n) = crate::audit::request::response_length(&resp) {
-            r = r.with("bytes_out", n);
-        }
-        if let Some(a) = facts.auth_failure {
-            r = r.with("auth_failure", a);
-        }
-        gw.app.audit.record(r);
+        let status = resp.status().as_u16();
+        let bytes_out = crate::audit::request::response_length(&resp);
+        let answer = audit::Answer {
+            route: &route.0,
+            status,
+            outcome: decision,
+            code,
+            bytes_out,
+        };
+        gw.app.audit.record(audit::request_record(
+            &gw,
+            peer.ip(),
+            started,
+            facts,
+            answer,
+        ));
     }
     m.gateway_requests
         .get_or_create(&GatewayLabels {
@@ -184,7 +144,7 @@ async fn forward(
     rt: &Runtime,
     peer: IpAddr,
     req: Request,
-    facts: &mut Facts,
+    facts: &mut audit::Facts,
 ) -> (Option<Arc<str>>, Result<Response, Refusal>) {
     let host = req
         .headers()
@@ -298,7 +258,7 @@ async fn admit(
     route: &Route,
     client: IpAddr,
     headers: &HeaderMap,
-    facts: &mut Facts,
+    facts: &mut audit::Facts,
 ) -> Result<Admitted, Refusal> {
     let m = &gw.app.metrics;
     let now_ns = gw.now_nanos();
@@ -315,28 +275,10 @@ async fn admit(
         ));
     }
     let audit_failure = |reason: &str, owner: Option<&TenantId>, hint: Option<String>| {
-        if !gw.app.audit.enabled() {
-            return;
+        if gw.app.audit.enabled() {
+            let r = audit::auth_failure_record(gw, &route.name, client, reason, owner, hint);
+            gw.app.audit.record(r);
         }
-        let tenant = owner.map(TenantId::as_str);
-        let r = crate::audit::request::auth_failure(
-            gw.app.clock.now(),
-            owner,
-            reason,
-            hint,
-            crate::request_id::current(),
-        )
-        .with("route", &*route.name)
-        .with(
-            "client_ip",
-            crate::audit::request::client_ip(
-                gw.app.audit_client_ip,
-                &gw.app.pepper,
-                tenant,
-                client,
-            ),
-        );
-        gw.app.audit.record(r);
     };
     let secret = match auth::credential(headers) {
         Ok(s) => s,
@@ -566,41 +508,6 @@ fn ratelimit_headers(s: &Shown) -> [(HeaderName, HeaderValue); 2] {
     ]
 }
 
-/// The audit record of an upload's facts (`gateway.upload`, same request id as its
-/// `gateway.request` record).
-fn upload_record(
-    time: portcullis_core::OffsetDateTime,
-    route: &str,
-    request_id: &str,
-    key: Option<(String, String)>,
-    facts: &super::upload::UploadFacts,
-) -> Record {
-    let mut r = Record::new(time, Kind::Request, "gateway.upload");
-    if let Some((tenant, key_id)) = key {
-        r.tenant = Some(tenant);
-        r.key_id = Some(key_id);
-    }
-    r.request_id = (!request_id.is_empty()).then(|| request_id.to_owned());
-    r.decision = Some(AuditDecision::Allow);
-    r.with("route", route)
-        .with("bytes", facts.bytes)
-        .with(
-            "content_type",
-            facts
-                .content_type
-                .clone()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .with(
-            "sha256",
-            facts
-                .sha256
-                .clone()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .with("complete", facts.complete)
-}
-
 /// Streams the request to the upstream and its answer back.
 async fn send(
     gw: &Gateway,
@@ -657,7 +564,7 @@ async fn send(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let audit = gw.app.audit.clone();
+        let log = gw.app.audit.clone();
         let clock = gw.app.clock.clone();
         let key = admitted.key.as_ref().map(|k| {
             (
@@ -666,8 +573,8 @@ async fn send(
             )
         });
         metered = metered.measured(content_type, move |facts| {
-            if audit.enabled() {
-                audit.record(upload_record(
+            if log.enabled() {
+                log.record(audit::upload_record(
                     clock.now(),
                     &route_name,
                     &request_id,
