@@ -5,7 +5,7 @@
 //!   tenant's retention can cut its own chain without touching the others.
 //! - A record is sealed into an [`Entry`]: sequence number (from 1, no gaps), the SHA-256 of the
 //!   previous entry, and its own SHA-256 over chain, sequence, previous hash and the exact bytes
-//!   of the record's canonical JSON body, which is what is stored.
+//!   of the record's JSON body, which is what is stored (never serialised again to be checked).
 //! - A [`Checkpoint`] signs a chain head (chain, sequence, hash, time) with Ed25519. A
 //!   retention checkpoint marks where a purged chain now starts.
 //! - [`verify::ChainVerifier`] walks a chain in order and names the first broken point.

@@ -120,65 +120,18 @@ impl Record {
         self
     }
 
-    /// The canonical body: compact JSON, fields in declaration order, `data` keys sorted.
+    /// The body: the record as compact JSON, fields in declaration order (absent ones left
+    /// out), `data` keys in the order of serde_json's map. Not canonical, and need not be: the
+    /// hash covers the exact stored bytes, which are never serialised again to be checked.
     pub fn to_body(&self) -> String {
-        // Keys are ordered here, not by serde_json, so the body does not depend on whether
-        // serde_json keeps insertion order in this build.
-        let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        let mut out = String::with_capacity(256);
-        write_canonical(&value, &mut out, true);
-        out
-    }
-}
-
-/// Writes `value` as compact JSON with object keys in a fixed order: the record's own fields in
-/// declaration order (`top`), every nested object's keys sorted.
-fn write_canonical(value: &Value, out: &mut String, top: bool) {
-    const FIELDS: [&str; 10] = [
-        "time",
-        "kind",
-        "action",
-        "tenant",
-        "actor",
-        "key_id",
-        "request_id",
-        "decision",
-        "reason",
-        "data",
-    ];
-    match value {
-        Value::Object(obj) => {
-            let mut keys: Vec<&String> = obj.keys().collect();
-            keys.sort_by_key(|k| {
-                let rank = if top {
-                    FIELDS.iter().position(|f| f == k)
-                } else {
-                    None
-                };
-                (rank.unwrap_or(FIELDS.len()), k.as_str())
-            });
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&obj[k], out, false);
-            }
-            out.push('}');
+        let mut out = Vec::with_capacity(384);
+        // Writing to a Vec cannot fail, and a record has nothing serde_json refuses (string
+        // keys only); the fallback is never taken.
+        if serde_json::to_writer(&mut out, self).is_err() {
+            out.clear();
         }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out, false);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
+        // serde_json writes UTF-8 only.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -270,7 +223,7 @@ pub struct Entry {
     pub prev_hash: Digest,
     pub hash: Digest,
     pub columns: Columns,
-    /// The record's canonical JSON ([`Record::to_body`]): the bytes the hash covers.
+    /// The record's JSON ([`Record::to_body`]): the bytes the hash covers.
     pub body: String,
 }
 
@@ -328,13 +281,24 @@ mod tests {
     }
 
     #[test]
-    fn body_is_canonical_and_round_trips() {
-        let r = record();
+    fn body_is_compact_json_in_field_order_and_round_trips() {
+        let mut r = record();
+        r.tenant = Some("acme".to_owned());
+        r.decision = Some(Decision::Allow);
         let body = r.to_body();
+        // `data` keys come in the order of serde_json's map (sorted, or insertion order with
+        // its `preserve_order` feature): compare them as a value.
+        let (head, data) = body.split_at(body.find(r#""data":"#).unwrap());
         assert_eq!(
-            body,
-            r#"{"time":"2026-01-02T03:04:05.123456Z","kind":"request","action":"request","data":{"bytes_in":0,"method":"GET","status":200}}"#
+            head,
+            r#"{"time":"2026-01-02T03:04:05.123456Z","kind":"request","action":"request","tenant":"acme","decision":"allow","#
         );
+        let data: Value = serde_json::from_str(&data[7..data.len() - 1]).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"status": 200, "method": "GET", "bytes_in": 0})
+        );
+        assert!(!body.contains(' '));
         let back: Record = serde_json::from_str(&body).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.to_body(), body);

@@ -1,4 +1,4 @@
-//! `bench-audit`: how fast the audit writer's path stores records — seal (canonical JSON body,
+//! `bench-audit`: how fast the audit writer's path stores records — seal (JSON body,
 //! SHA-256 chain link) and `SqliteAuditStore::append` in batches into a fresh file — against a
 //! baseline measured in the same run: the same records appended through the same store into a
 //! second file without hashing (the body serialised, the hashes left zero). The two are
