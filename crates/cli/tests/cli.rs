@@ -1,20 +1,14 @@
 //! The `portcullis` binary: operator commands on a data directory, and `serve`'s first start.
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use support::run;
+use support::{bin, run};
 
 mod support;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    c.env_remove("PORTCULLIS_CONFIG");
-    c
-}
 
 #[test]
 fn operator_commands_work_on_the_data_dir() {

@@ -3,6 +3,8 @@
 //! batch again, loses nothing, and the log verifies.
 #![cfg(unix)]
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -13,25 +15,11 @@ use std::{
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    c.env_remove("PORTCULLIS_CONFIG");
-    c
-}
-
+/// Runs `portcullis --data-dir DIR ARGS…`, which must succeed; its stdout.
 fn run(dir: &Path, args: &[&str]) -> String {
-    let out = bin()
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run portcullis");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (ok, out, err) = support::run(dir, args);
+    assert!(ok, "{args:?}: {err}");
+    out
 }
 
 fn export(dir: &Path, tenant: &str) -> Vec<Value> {
@@ -45,7 +33,7 @@ type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
 
 /// Starts `portcullis serve` on `dir`; returns the child, its address and its log lines.
 fn serve(dir: &Path) -> (std::process::Child, String, Lines) {
-    let mut server = bin()
+    let mut server = support::bin()
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -192,63 +180,10 @@ fn operator_changes_are_recorded_beside_a_running_server() {
 }
 
 #[test]
-fn acknowledged_records_survive_kill_9() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("data");
-    run(
-        &dir,
-        &["tenant", "create", "--id", "acme", "--name", "Acme"],
-    );
-    let created: Value = serde_json::from_str(&run(
-        &dir,
-        &["--output", "json", "admin-key", "create", "--name", "ops"],
-    ))
-    .expect("json");
-    let admin = created["secret"].as_str().expect("secret").to_owned();
-    let (mut server, addr, lines) = serve(&dir);
-    std::thread::spawn(move || lines.map_while(Result::ok).count());
-    for _ in 0..50 {
-        assert_eq!(get(&addr, "/v1/tenants/acme", &admin), 200);
-    }
-    // The written-records counter says what is acknowledged (committed).
-    let written = |body: &str| -> u64 {
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix("portcullis_audit_records_written_total ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0) as u64
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let acknowledged = loop {
-        let (_, metrics) = fetch(&addr, "/metrics", &admin);
-        let n = written(&metrics);
-        if n >= 50 {
-            break n;
-        }
-        assert!(Instant::now() < deadline, "records acknowledged: {n}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    server.kill().expect("kill -9");
-    server.wait().expect("wait");
-    // The server wrote only request records (the tenant and the admin key are the CLI's).
-    let stored = export(&dir, "acme")
-        .iter()
-        .filter(|e| e["action"] == "request")
-        .count();
-    assert!(
-        stored as u64 >= acknowledged,
-        "{stored} stored < {acknowledged} acknowledged"
-    );
-    run(&dir, &["audit", "verify"]);
-}
-
-#[test]
 fn the_audit_section_takes_environment_overrides() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
-    let out = bin()
+    let out = support::bin()
         .arg("--data-dir")
         .arg(&dir)
         .args(["tenant", "list"])
@@ -259,7 +194,7 @@ fn the_audit_section_takes_environment_overrides() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("audit.retention_days"), "{err}");
 
-    let out = bin()
+    let out = support::bin()
         .arg("--data-dir")
         .arg(&dir)
         .args(["tenant", "create", "--id", "acme", "--name", "Acme"])
@@ -273,7 +208,7 @@ fn the_audit_section_takes_environment_overrides() {
     );
 
     let elsewhere = tmp.path().join("elsewhere.sqlite3");
-    let out = bin()
+    let out = support::bin()
         .arg("--data-dir")
         .arg(&dir)
         .args(["tenant", "create", "--id", "beta", "--name", "Beta"])

@@ -123,10 +123,16 @@ pub fn serve(config: &Path, data: &Path) -> Server {
     Server { child, log, stdout }
 }
 
+/// The `portcullis` binary, without a configuration file from the environment.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    c.env_remove("PORTCULLIS_CONFIG");
+    c
+}
+
 /// Runs `portcullis --data-dir DATA ARGS…`: success, stdout, stderr.
 pub fn run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .env_remove("PORTCULLIS_CONFIG")
+    let out = bin()
         .arg("--data-dir")
         .arg(data)
         .args(args)
