@@ -1,9 +1,10 @@
 //! `GET /v1/tenants/{tenant}/audit`: a tenant's audit entries, oldest first, with filters and a
 //! cursor. Needs the admin scope `audit:read`; a tenant-bound admin key sees its own tenant only.
 use axum::{Json, extract::State, http::StatusCode};
-use portcullis_audit::{AuditFilter, Decision, Entry, Kind, record::MAX_ACTION_LEN};
+use portcullis_audit::{
+    AuditFilter, Decision, Kind, export::ExportedEntry, record::MAX_ACTION_LEN,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 
 use crate::{
@@ -34,25 +35,9 @@ pub struct AuditQuery {
 }
 
 #[derive(Debug, Serialize)]
-pub struct AuditEntry {
-    pub seq: u64,
-    pub hash: String,
-    pub prev_hash: String,
-    pub time: String,
-    pub kind: Kind,
-    pub action: String,
-    pub tenant: Option<String>,
-    pub actor: Option<String>,
-    pub key_id: Option<String>,
-    pub request_id: Option<String>,
-    pub decision: Option<Decision>,
-    pub reason: Option<String>,
-    pub data: Map<String, Value>,
-}
-
-#[derive(Debug, Serialize)]
 pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
+    /// The same shape as `portcullis audit export` lines.
+    pub entries: Vec<ExportedEntry>,
     pub next_cursor: Option<String>,
 }
 
@@ -146,27 +131,6 @@ pub fn parse(q: AuditQuery) -> Result<(AuditFilter, u64, u32), ApiError> {
     Ok((filter, after, limit))
 }
 
-fn entry(e: Entry) -> Result<AuditEntry, ApiError> {
-    let r = e
-        .record()
-        .map_err(|err| ApiError::internal(format!("audit entry {} {}: {err}", e.chain, e.seq)))?;
-    Ok(AuditEntry {
-        seq: e.seq,
-        hash: e.hash.to_hex(),
-        prev_hash: e.prev_hash.to_hex(),
-        time: r.time.format(&Rfc3339).unwrap_or_default(),
-        kind: r.kind,
-        action: r.action,
-        tenant: r.tenant,
-        actor: r.actor,
-        key_id: r.key_id,
-        request_id: r.request_id,
-        decision: r.decision,
-        reason: r.reason,
-        data: r.data,
-    })
-}
-
 pub async fn list(
     State(state): State<AppState>,
     admin: Admin,
@@ -194,7 +158,11 @@ pub async fn list(
     } else {
         None
     };
-    let entries = found.into_iter().map(entry).collect::<Result<_, _>>()?;
+    let entries = found
+        .iter()
+        .map(ExportedEntry::of)
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
     Ok(Json(AuditPage {
         entries,
         next_cursor,
