@@ -4,18 +4,17 @@ use std::sync::Arc;
 
 use clap::{Subcommand, ValueEnum};
 use portcullis_audit::{
-    AuditFilter, AuditStore, CheckpointSigner, Decision, Kind, Record, SYSTEM_CHAIN,
+    AuditFilter, CheckpointSigner, Decision, Kind, Record, SYSTEM_CHAIN,
     checkpoint::verifying_key_from_hex,
     export::{Format as ExportFormat, export},
     record::micros,
-    retention::{PurgeError, purge_chain},
     verify_store,
 };
 use portcullis_core::{clock::Clock, tenant::TenantId};
 use portcullis_server::{Config, audit};
 use portcullis_sqlite::SqliteAuditStore;
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::{Failure, output::Output};
 
@@ -200,18 +199,26 @@ pub async fn run(config: &Config, out: &Output, cmd: AuditCmd) -> Result<(), Fai
             record(config, vec![r]).await
         }
         AuditCmd::Purge { tenant } => {
-            let store = open_store(config).await?;
-            let signer = signer(config)?;
-            let chains = match tenant {
-                Some(t) => vec![chain_arg(&t)?],
-                None => store
-                    .chains()
-                    .await
-                    .map_err(|e| usage(format!("audit log: {e}")))?,
-            };
-            let outcomes = purge(config, &store, &signer, &chains).await?;
-            out.list(&outcomes, &["chain", "removed", "through_seq"]);
-            Ok(())
+            let only = tenant.as_deref().map(chain_arg).transpose()?;
+            open_store(config).await?;
+            let log = open_log(config).await?;
+            let report = audit::retention::purge(
+                &log,
+                &config.audit,
+                OffsetDateTime::now_utc(),
+                only.as_deref(),
+                audit::OPERATOR,
+            )
+            .await
+            .map_err(|e| usage(format!("audit log: {e}")));
+            let closed = close_log(log).await;
+            let report = report?;
+            closed?;
+            out.list(&report.purged, &["chain", "removed", "through_seq"]);
+            match report.failed.first() {
+                None => Ok(()),
+                Some((chain, why)) => Err(usage(format!("purge of {chain}: {why}"))),
+            }
         }
     }
 }
@@ -227,55 +234,28 @@ fn maintenance(chain: &str, action: &str) -> Record {
     r
 }
 
-/// Writes `records` through the audit log (so the chains stay in order beside a running
-/// server) and waits until they are committed.
-async fn record(config: &Config, records: Vec<Record>) -> Result<(), Failure> {
-    if records.is_empty() {
-        return Ok(());
-    }
+async fn open_log(config: &Config) -> Result<audit::AuditLog, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(portcullis_core::clock::SystemClock);
-    let log = audit::open(config, clock, Default::default())
+    audit::open(config, clock, Default::default())
         .await
-        .map_err(|e| usage(format!("audit log: {e}")))?;
-    for r in records {
-        log.record(r);
-    }
+        .map_err(|e| usage(format!("audit log: {e}")))
+}
+
+/// Waits until everything recorded is committed, and stops the writer.
+async fn close_log(log: audit::AuditLog) -> Result<(), Failure> {
     log.shutdown(portcullis_server::serve::AUDIT_SHUTDOWN_GRACE)
         .await
         .map_err(|e| usage(format!("audit log: {e}")))
 }
 
-/// Purges each chain by its retention window and records each purge in its chain.
-async fn purge(
-    config: &Config,
-    store: &SqliteAuditStore,
-    signer: &CheckpointSigner,
-    chains: &[String],
-) -> Result<Vec<portcullis_audit::retention::Purged>, Failure> {
-    let now = OffsetDateTime::now_utc();
-    let mut done = Vec::new();
-    for chain in chains {
-        let days = config.audit.retention_days_of(chain);
-        let cutoff = now - Duration::days(i64::from(days));
-        match purge_chain(store, signer, chain, cutoff, now).await {
-            Ok(Some(p)) => done.push(p),
-            Ok(None) => {}
-            Err(PurgeError::Broken(b)) => {
-                return Err(usage(format!("purge of {chain} refused: {b}")));
-            }
-            Err(e) => return Err(usage(format!("purge of {chain}: {e}"))),
-        }
+/// Writes `records` through the audit log (so the chains stay in order beside a running
+/// server) and waits until they are committed.
+async fn record(config: &Config, records: Vec<Record>) -> Result<(), Failure> {
+    let log = open_log(config).await?;
+    for r in records {
+        log.record(r);
     }
-    let records = done
-        .iter()
-        .map(|p| {
-            maintenance(&p.chain, "audit.purge")
-                .with("removed", p.removed)
-                .with("through_seq", p.through_seq)
-        })
-        .collect();
-    record(config, records).await?;
-    Ok(done)
+    close_log(log).await
 }
 
 async fn verify(

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use portcullis_audit::{
-    Kind, Record, SYSTEM_CHAIN,
+    AuditStoreError, Kind, Record, SYSTEM_CHAIN,
     retention::{PurgeError, Purged, purge_chain},
 };
 use portcullis_core::clock::Clock;
@@ -17,22 +17,31 @@ use crate::config::AuditConfig;
 /// The actor of the server's own maintenance.
 pub const SERVER: &str = "server";
 
-/// Purges every chain of `log` by its retention window as of `clock.now()` and records each
-/// purge. A chain that fails (a broken range, a store error) is logged and skipped; the others
-/// are still purged.
-pub async fn purge_once(log: &AuditLog, config: &AuditConfig, clock: &dyn Clock) -> Vec<Purged> {
+/// What a purge did: the chains it cut, and those it could not (with the reason).
+#[derive(Debug, Default)]
+pub struct PurgeReport {
+    pub purged: Vec<Purged>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Purges the chains of `log` (all, or `only` one) by their retention windows as of `now`, and
+/// records each purge in its chain with `actor`. A chain that fails (a broken range, a store
+/// error) is reported and skipped; the others are still purged.
+pub async fn purge(
+    log: &AuditLog,
+    config: &AuditConfig,
+    now: time::OffsetDateTime,
+    only: Option<&str>,
+    actor: &str,
+) -> Result<PurgeReport, AuditStoreError> {
+    let mut report = PurgeReport::default();
     let (Some(store), Some(signer)) = (log.store(), log.signer()) else {
-        return Vec::new();
+        return Ok(report);
     };
-    let chains = match store.chains().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "audit retention: cannot list the chains");
-            return Vec::new();
-        }
+    let chains = match only {
+        Some(chain) => vec![chain.to_owned()],
+        None => store.chains().await?,
     };
-    let now = clock.now();
-    let mut done = Vec::new();
     for chain in chains {
         let days = config.retention_days_of(&chain);
         let cutoff = now - time::Duration::days(i64::from(days));
@@ -43,19 +52,43 @@ pub async fn purge_once(log: &AuditLog, config: &AuditConfig, clock: &dyn Clock)
                     .with("through_seq", p.through_seq)
                     .with("retention_days", days);
                 r.tenant = (chain != SYSTEM_CHAIN).then(|| chain.clone());
-                r.actor = Some(SERVER.to_owned());
+                r.actor = Some(actor.to_owned());
                 log.record(r);
-                tracing::info!(chain, removed = p.removed, "audit retention purge");
-                done.push(p);
+                report.purged.push(p);
             }
             Ok(None) => {}
             Err(PurgeError::Broken(b)) => {
-                tracing::error!(chain, broken = %b, "audit retention: refusing to purge a broken chain");
+                report
+                    .failed
+                    .push((chain, format!("refusing to purge a broken chain: {b}")));
             }
-            Err(e) => tracing::error!(chain, error = %e, "audit retention purge failed"),
+            Err(e) => report.failed.push((chain, e.to_string())),
         }
     }
-    done
+    Ok(report)
+}
+
+/// [`purge`] of every chain by the server, with the outcome logged.
+pub async fn purge_once(log: &AuditLog, config: &AuditConfig, clock: &dyn Clock) -> Vec<Purged> {
+    match purge(log, config, clock.now(), None, SERVER).await {
+        Ok(report) => {
+            for p in &report.purged {
+                tracing::info!(
+                    chain = p.chain,
+                    removed = p.removed,
+                    "audit retention purge"
+                );
+            }
+            for (chain, why) in &report.failed {
+                tracing::error!(chain, error = %why, "audit retention purge failed");
+            }
+            report.purged
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit retention: cannot list the chains");
+            Vec::new()
+        }
+    }
 }
 
 /// Runs [`purge_once`] every `purge_interval_seconds` (the first one at once) until aborted.
