@@ -1,0 +1,263 @@
+//! The bytes of a block: a version byte, then each entry of the block in sequence order as
+//! `seq` (u64 big-endian), `prev_hash` (32 bytes), `hash` (32 bytes), the body's length (u32
+//! big-endian) and the body (the record's JSON, the bytes the hash covers). The chain is the
+//! block's row; the query columns are not stored: they are read back from the body.
+use portcullis_audit::{AuditStoreError, Columns, Digest, Entry, Record};
+
+/// The layout version, the first byte of every block.
+pub(super) const VERSION: u8 = 1;
+
+/// Bytes before an entry's body.
+const HEADER: usize = 8 + 32 + 32 + 4;
+
+/// Appends an entry to a block's bytes (start a block with [`start`]).
+pub(super) fn push(data: &mut Vec<u8>, raw: &Raw<'_>) -> Result<(), AuditStoreError> {
+    let len = u32::try_from(raw.body.len()).map_err(|_| {
+        AuditStoreError::Backend(format!(
+            "entry {}: body of {} bytes",
+            raw.seq,
+            raw.body.len()
+        ))
+    })?;
+    data.reserve(HEADER + raw.body.len());
+    data.extend_from_slice(&raw.seq.to_be_bytes());
+    data.extend_from_slice(&raw.prev_hash.0);
+    data.extend_from_slice(&raw.hash.0);
+    data.extend_from_slice(&len.to_be_bytes());
+    data.extend_from_slice(raw.body);
+    Ok(())
+}
+
+/// A new block's bytes, with room for about `entries` entries of `body` bytes.
+pub(super) fn start(entries: usize, body: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + entries * (HEADER + body));
+    data.push(VERSION);
+    data
+}
+
+/// One entry of a block, its body not yet read as a record.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Raw<'a> {
+    pub seq: u64,
+    pub prev_hash: Digest,
+    pub hash: Digest,
+    pub body: &'a [u8],
+}
+
+impl<'a> Raw<'a> {
+    /// The stored parts of `entry`.
+    pub(super) fn of(entry: &'a Entry) -> Self {
+        Self {
+            seq: entry.seq,
+            prev_hash: entry.prev_hash,
+            hash: entry.hash,
+            body: entry.body.as_bytes(),
+        }
+    }
+}
+
+/// The entries of a block's bytes, in stored order; an error (and nothing after it) where the
+/// bytes stop making sense.
+#[derive(Debug)]
+pub(super) struct Entries<'a> {
+    chain: &'a str,
+    first_seq: u64,
+    data: &'a [u8],
+    pos: usize,
+    last_seq: Option<u64>,
+    failed: bool,
+}
+
+impl<'a> Entries<'a> {
+    /// Reads the block of `chain` stored at `first_seq`.
+    pub(super) fn new(chain: &'a str, first_seq: u64, data: &'a [u8]) -> Self {
+        Self {
+            chain,
+            first_seq,
+            data,
+            pos: 0,
+            last_seq: None,
+            failed: false,
+        }
+    }
+
+    fn corrupt(&mut self, what: &str) -> AuditStoreError {
+        self.failed = true;
+        let after = self
+            .last_seq
+            .map_or_else(|| "at its start".to_owned(), |s| format!("after entry {s}"));
+        AuditStoreError::Corrupt(format!(
+            "block {} of chain {}, {after}: {what}",
+            self.first_seq, self.chain
+        ))
+    }
+
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let bytes = self.data.get(self.pos..self.pos + N)?.try_into().ok()?;
+        self.pos += N;
+        Some(bytes)
+    }
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<Raw<'a>, AuditStoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.pos == 0 {
+            match self.data.first() {
+                Some(&VERSION) => self.pos = 1,
+                Some(v) => return Some(Err(self.corrupt(&format!("unknown layout {v}")))),
+                None => return Some(Err(self.corrupt("no bytes"))),
+            }
+        }
+        if self.pos == self.data.len() {
+            return None;
+        }
+        let Some((seq, prev, hash, len)) = (|| {
+            Some((
+                u64::from_be_bytes(self.take()?),
+                Digest(self.take()?),
+                Digest(self.take()?),
+                u32::from_be_bytes(self.take()?),
+            ))
+        })() else {
+            return Some(Err(self.corrupt("truncated entry header")));
+        };
+        let data = self.data;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| self.pos.checked_add(l));
+        let Some(body) = end.and_then(|end| data.get(self.pos..end)) else {
+            return Some(Err(self.corrupt(&format!(
+                "body of entry {seq} runs past the block ({len} bytes)"
+            ))));
+        };
+        self.pos += body.len();
+        self.last_seq = Some(seq);
+        Some(Ok(Raw {
+            seq,
+            prev_hash: prev,
+            hash,
+            body,
+        }))
+    }
+}
+
+/// The body of `raw` as a record: an entry the verifier cannot read is a corrupt row, which it
+/// names ([`portcullis_audit::Problem::UnreadableBody`]) at its sequence number.
+pub(super) fn record(chain: &str, raw: &Raw<'_>) -> Result<Record, AuditStoreError> {
+    serde_json::from_slice(raw.body).map_err(|e| {
+        AuditStoreError::Corrupt(format!(
+            "entry {} of chain {chain}: the body is not a record: {e}",
+            raw.seq
+        ))
+    })
+}
+
+/// `raw` as an entry of `chain`, its columns read from the body.
+pub(super) fn entry(chain: &str, raw: &Raw<'_>) -> Result<Entry, AuditStoreError> {
+    let columns = Columns::of(&record(chain, raw)?);
+    let body = std::str::from_utf8(raw.body).map_err(|_| {
+        AuditStoreError::Corrupt(format!(
+            "entry {} of chain {chain}: body not UTF-8",
+            raw.seq
+        ))
+    })?;
+    Ok(Entry {
+        chain: chain.to_owned(),
+        seq: raw.seq,
+        prev_hash: raw.prev_hash,
+        hash: raw.hash,
+        columns,
+        body: body.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_audit::{Chainer, Kind};
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    fn block(n: u64) -> (Vec<Entry>, Vec<u8>) {
+        let mut chainer = Chainer::default();
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| {
+                let mut r =
+                    Record::new(OffsetDateTime::UNIX_EPOCH, Kind::Request, "request").with("i", i);
+                r.tenant = Some("acme".into());
+                chainer.seal(&r)
+            })
+            .collect();
+        let mut data = start(entries.len(), 100);
+        for e in &entries {
+            push(&mut data, &Raw::of(e)).unwrap();
+        }
+        (entries, data)
+    }
+
+    fn read(data: &[u8]) -> Vec<Result<Entry, AuditStoreError>> {
+        Entries::new("acme", 1, data)
+            .map(|r| r.and_then(|raw| entry("acme", &raw)))
+            .collect()
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let (entries, data) = block(5);
+        let back: Vec<Entry> = read(&data).into_iter().map(Result::unwrap).collect();
+        assert_eq!(back, entries);
+        assert!(read(&[VERSION]).is_empty(), "an empty block holds nothing");
+    }
+
+    #[test]
+    fn broken_bytes_end_the_block_with_an_error() {
+        let (entries, data) = block(3);
+        let cut = data.len() - 10;
+        let got = read(&data[..cut]);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].as_ref().unwrap(), &entries[1]);
+        let Err(AuditStoreError::Corrupt(why)) = &got[2] else {
+            panic!("{:?}", got[2])
+        };
+        assert!(
+            why.contains("block 1 of chain acme, after entry 2"),
+            "{why}"
+        );
+
+        let header_cut = read(&data[..data.len() - entries[2].body.len() - 3]);
+        assert!(matches!(
+            header_cut.last(),
+            Some(Err(AuditStoreError::Corrupt(_)))
+        ));
+        assert!(matches!(
+            read(&[]).as_slice(),
+            [Err(AuditStoreError::Corrupt(_))]
+        ));
+        let mut other = data.clone();
+        other[0] = 9;
+        assert!(matches!(
+            read(&other).as_slice(),
+            [Err(AuditStoreError::Corrupt(_))]
+        ));
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_record_is_corrupt_at_its_seq() {
+        let (mut entries, _) = block(2);
+        entries[1].body = "not json".into();
+        let mut data = start(2, 100);
+        for e in &entries {
+            push(&mut data, &Raw::of(e)).unwrap();
+        }
+        let got = read(&data);
+        let Err(AuditStoreError::Corrupt(why)) = &got[1] else {
+            panic!()
+        };
+        assert!(why.starts_with("entry 2 of chain acme"), "{why}");
+    }
+}

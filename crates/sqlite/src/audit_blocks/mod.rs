@@ -1,0 +1,433 @@
+//! The audit log on SQLite in blocks: [`SqliteAuditBlockStore`], in a database file of its own,
+//! with its own embedded migrations (`migrations_audit_blocks/`).
+//!
+//! The row store ([`crate::SqliteAuditStore`]) pays SQLite's per-row cost (B-tree inserts into
+//! the table and its index) for every record. Here an append stores **one row per chain**: the
+//! chain's entries of that append encoded one after the other in a BLOB ([`codec`]), with the
+//! block's sequence range, time range and last hash beside it for range queries and heads. The
+//! query columns of an entry (time, kind, action, key…) are not stored: they are read back from
+//! the sealed body, so they cannot drift from it. Searches read the blocks that overlap the
+//! range and filter in Rust, a few blocks at a time.
+//!
+//! Opened like the row store: WAL, `synchronous=NORMAL`, one write connection whose
+//! transactions begin with `BEGIN IMMEDIATE`, a pool of read-only connections. A block must start
+//! right after its chain's last stored entry (a trigger checks it in the append's transaction):
+//! an append that collides with another writer's fails as a whole, like a duplicate key does in
+//! the row store, and the writer reloads the heads.
+mod checkpoints;
+mod codec;
+mod purge;
+
+use std::{collections::HashMap, ops::ControlFlow, path::Path};
+
+use async_trait::async_trait;
+use portcullis_audit::{
+    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Digest, Entry, Head, record::micros,
+};
+use portcullis_core::ids;
+use sqlx::{
+    QueryBuilder, Row, Sqlite, SqlitePool, Transaction,
+    migrate::Migrator,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use self::{
+    checkpoints::{backend, clamp, corrupt, digest, seq},
+    codec::{Entries, Raw},
+};
+use crate::{BUSY_TIMEOUT, CACHE_KIB, READ_CONNECTIONS};
+
+static AUDIT_BLOCKS_MIGRATOR: Migrator = sqlx::migrate!("./migrations_audit_blocks");
+
+/// Blocks per multi-row INSERT: 7 parameters each (SQLite allows 32,766).
+const BLOCKS_PER_STATEMENT: usize = 1_000;
+/// Blocks read by the first query of a scan; each further query reads twice as many, up to
+/// [`MAX_BLOCKS_PER_READ`], so small reads stay small and long ones take few queries.
+const BLOCKS_PER_READ: i64 = 4;
+const MAX_BLOCKS_PER_READ: i64 = 64;
+
+/// The audit store on SQLite, in blocks. Cheap to clone (the pools are shared).
+#[derive(Debug, Clone)]
+pub struct SqliteAuditBlockStore {
+    /// Exactly one connection: every append or purge goes through it, one at a time.
+    write: SqlitePool,
+    /// Read-only connections for verification, search and export.
+    read: SqlitePool,
+}
+
+/// The part of a chain a scan reads: entries `from..=to`, in blocks whose time range meets
+/// `since..until`.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    from: u64,
+    to: u64,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl Range {
+    fn seqs(from: u64, to: u64) -> Self {
+        Self {
+            from,
+            to,
+            since: None,
+            until: None,
+        }
+    }
+}
+
+impl SqliteAuditBlockStore {
+    /// Opens the audit database at `path`, creating it (readable by its owner only) when
+    /// missing, and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, AuditStoreError> {
+        crate::create_private_file(path).map_err(|e| AuditStoreError::Backend(e.to_string()))?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        Self::connect(options).await
+    }
+
+    /// A fresh in-memory audit database, private to this store (and its clones); for tests.
+    pub async fn open_in_memory() -> Result<Self, AuditStoreError> {
+        let name = format!("file:portcullis-audit-blocks-{}", ids::new_id("memory"));
+        let options = SqliteConnectOptions::new()
+            .filename(name)
+            .in_memory(true)
+            .shared_cache(true);
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, AuditStoreError> {
+        let options = options
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", format!("-{CACHE_KIB}"));
+        // Never closed while the store lives: it also keeps an in-memory database alive.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        AUDIT_BLOCKS_MIGRATOR
+            .run(&write)
+            .await
+            .map_err(|e| AuditStoreError::Backend(format!("audit migrations: {e}")))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
+            .await
+            .map_err(backend)?;
+        Ok(Self { write, read })
+    }
+
+    /// Closes every connection (waiting for queries in flight). A file is checkpointed and
+    /// left consistent, its WAL folded in.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, AuditStoreError> {
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+
+    /// Hands the entries of `chain` in `range` to `visit` in stored order (sequence order
+    /// unless tampered with), from the block holding `range.from`, until `visit` breaks or an
+    /// entry past `range.to` comes. A block that cannot be decoded is an error where decoding
+    /// stops, after the entries before it were visited.
+    async fn scan(
+        &self,
+        chain: &str,
+        range: Range,
+        mut visit: impl FnMut(Raw<'_>) -> Result<ControlFlow<()>, AuditStoreError>,
+    ) -> Result<(), AuditStoreError> {
+        let mut after: i64 = -1;
+        let mut per_read = BLOCKS_PER_READ;
+        loop {
+            // The block holding `from` is the last one starting at or before it.
+            let rows = sqlx::query(
+                "SELECT first_seq, data FROM audit_blocks WHERE chain = ? \
+                 AND first_seq >= max(?, (SELECT coalesce(max(first_seq), 0) FROM audit_blocks \
+                     WHERE chain = ? AND first_seq <= ?)) \
+                 AND first_seq <= ? AND max_time_micros >= ? AND min_time_micros < ? \
+                 ORDER BY first_seq LIMIT ?",
+            )
+            .bind(chain)
+            .bind(after + 1)
+            .bind(chain)
+            .bind(clamp(range.from))
+            .bind(clamp(range.to))
+            .bind(range.since.unwrap_or(i64::MIN))
+            .bind(range.until.unwrap_or(i64::MAX))
+            .bind(per_read)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+            for r in &rows {
+                let first = seq(r, 0)?;
+                let data: &[u8] = r.try_get(1).map_err(corrupt)?;
+                for raw in Entries::new(chain, first, data) {
+                    let raw = raw?;
+                    if raw.seq < range.from {
+                        continue;
+                    }
+                    if raw.seq > range.to || visit(raw)?.is_break() {
+                        return Ok(());
+                    }
+                }
+                after = clamp(first);
+            }
+            if rows.len() < usize::try_from(per_read).unwrap_or(usize::MAX) {
+                return Ok(());
+            }
+            per_read = (per_read * 2).min(MAX_BLOCKS_PER_READ);
+        }
+    }
+}
+
+/// One chain's entries of an append, encoded.
+struct Block<'a> {
+    chain: &'a str,
+    first: u64,
+    last: u64,
+    min_time: i64,
+    max_time: i64,
+    last_hash: Digest,
+    data: Vec<u8>,
+}
+
+/// Groups `entries` into one block per chain, in the order the chains first come. Each chain's
+/// entries must follow each other (seq + 1 each), or the append is refused.
+fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreError> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut blocks: Vec<Block<'_>> = Vec::new();
+    for e in entries {
+        let t = e.columns.time_micros;
+        let b = match index.get(e.chain.as_str()) {
+            Some(&i) => {
+                let b = &mut blocks[i];
+                if b.last.checked_add(1) != Some(e.seq) {
+                    return Err(AuditStoreError::Backend(format!(
+                        "audit sequence conflict: entry {} of chain {} after entry {} in one \
+                         append",
+                        e.seq, e.chain, b.last
+                    )));
+                }
+                b.last = e.seq;
+                b.min_time = b.min_time.min(t);
+                b.max_time = b.max_time.max(t);
+                b.last_hash = e.hash;
+                b
+            }
+            None => {
+                index.insert(&e.chain, blocks.len());
+                blocks.push(Block {
+                    chain: &e.chain,
+                    first: e.seq,
+                    last: e.seq,
+                    min_time: t,
+                    max_time: t,
+                    last_hash: e.hash,
+                    data: codec::start(entries.len().min(64), e.body.len()),
+                });
+                blocks.last_mut().expect("just pushed")
+            }
+        };
+        codec::push(&mut b.data, &Raw::of(e))?;
+    }
+    Ok(blocks)
+}
+
+/// Does `entry` match `f`?
+fn matches(c: &portcullis_audit::Columns, f: &AuditFilter) -> bool {
+    f.since_micros.is_none_or(|s| c.time_micros >= s)
+        && f.until_micros.is_none_or(|u| c.time_micros < u)
+        && f.key_id
+            .as_ref()
+            .is_none_or(|k| c.key_id.as_ref() == Some(k))
+        && f.action.as_ref().is_none_or(|a| &c.action == a)
+        && f.kind.is_none_or(|k| c.kind == k)
+        && f.decision.is_none_or(|d| c.decision == Some(d))
+}
+
+/// A statement listing the distinct chains of `audit_blocks` (a skip scan of the primary key,
+/// never the whole table) as `c(chain)`, with a NULL row last.
+const CHAINS_CTE: &str = "WITH RECURSIVE c(chain) AS ( \
+     SELECT MIN(chain) FROM audit_blocks \
+     UNION ALL \
+     SELECT (SELECT MIN(chain) FROM audit_blocks WHERE chain > c.chain) \
+     FROM c WHERE c.chain IS NOT NULL) ";
+
+#[async_trait]
+impl AuditStore for SqliteAuditBlockStore {
+    async fn heads(&self) -> Result<Vec<(String, Head)>, AuditStoreError> {
+        let rows = sqlx::query(&format!(
+            "{CHAINS_CTE} SELECT b.chain, b.last_seq, b.last_hash FROM c \
+             JOIN audit_blocks b ON b.chain = c.chain AND b.first_seq = \
+             (SELECT MAX(first_seq) FROM audit_blocks WHERE chain = c.chain)"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let head = Head {
+                    seq: seq(r, 1)?,
+                    hash: digest(r, 2)?,
+                };
+                Ok((r.try_get(0).map_err(corrupt)?, head))
+            })
+            .collect()
+    }
+
+    async fn append(
+        &self,
+        entries: &[Entry],
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), AuditStoreError> {
+        let blocks = blocks(entries)?;
+        let mut tx = self.begin().await?;
+        for chunk in blocks.chunks(BLOCKS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO audit_blocks (chain, first_seq, last_seq, min_time_micros, \
+                 max_time_micros, last_hash, data) ",
+            );
+            let mut bad = None;
+            q.push_values(chunk, |mut b, block| {
+                let (first, last) = match (i64::try_from(block.first), i64::try_from(block.last)) {
+                    (Ok(f), Ok(l)) => (f, l),
+                    _ => {
+                        bad = Some(block.last);
+                        (-1, -1)
+                    }
+                };
+                b.push_bind(block.chain)
+                    .push_bind(first)
+                    .push_bind(last)
+                    .push_bind(block.min_time)
+                    .push_bind(block.max_time)
+                    .push_bind(&block.last_hash.0[..])
+                    .push_bind(&block.data[..]);
+            });
+            if let Some(s) = bad {
+                return Err(AuditStoreError::Backend(format!(
+                    "sequence {s} out of range"
+                )));
+            }
+            q.build().execute(&mut *tx).await.map_err(backend)?;
+        }
+        checkpoints::insert(&mut tx, checkpoints).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn chains(&self) -> Result<Vec<String>, AuditStoreError> {
+        sqlx::query_scalar(&format!(
+            "{CHAINS_CTE} SELECT chain FROM c WHERE chain IS NOT NULL \
+             UNION SELECT chain FROM audit_checkpoints ORDER BY 1"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)
+    }
+
+    async fn entries(
+        &self,
+        chain: &str,
+        from_seq: u64,
+        to_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, AuditStoreError> {
+        let limit = limit as usize;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let range = Range::seqs(from_seq, to_seq.unwrap_or(u64::MAX));
+        self.scan(chain, range, |raw| {
+            out.push(codec::entry(chain, &raw)?);
+            Ok(if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn search(
+        &self,
+        chain: &str,
+        filter: &AuditFilter,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Entry>, AuditStoreError> {
+        let limit = limit as usize;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let range = Range {
+            since: filter.since_micros,
+            until: filter.until_micros,
+            ..Range::seqs(after_seq.saturating_add(1), u64::MAX)
+        };
+        self.scan(chain, range, |raw| {
+            let entry = codec::entry(chain, &raw)?;
+            if matches(&entry.columns, filter) {
+                out.push(entry);
+            }
+            Ok(if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn checkpoints(&self, chain: &str) -> Result<Vec<Checkpoint>, AuditStoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM audit_checkpoints WHERE chain = ? ORDER BY seq, kind",
+            checkpoints::COLUMNS
+        ))
+        .bind(chain)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(checkpoints::read).collect()
+    }
+
+    async fn first_seq_since(
+        &self,
+        chain: &str,
+        time_micros: i64,
+    ) -> Result<Option<u64>, AuditStoreError> {
+        let mut found = None;
+        let range = Range {
+            since: Some(time_micros),
+            ..Range::seqs(0, u64::MAX)
+        };
+        self.scan(chain, range, |raw| {
+            if micros(codec::record(chain, &raw)?.time) >= time_micros {
+                found = Some(raw.seq);
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(found)
+    }
+
+    async fn purge(&self, chain: &str, anchor: &Checkpoint) -> Result<u64, AuditStoreError> {
+        purge::purge(self, chain, anchor).await
+    }
+}
