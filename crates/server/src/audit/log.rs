@@ -22,7 +22,11 @@ use crate::{
 #[derive(Debug)]
 pub(crate) enum Msg {
     Record(Box<Record>),
+    /// Answers once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
+    /// The same, after also signing every chain head not yet signed (at shutdown, so a
+    /// stopped server leaves no unsigned tail).
+    SealHeads(oneshot::Sender<()>),
 }
 
 /// Why a flush did not complete.
@@ -206,13 +210,17 @@ impl AuditLog {
     /// Waits until every record queued before this call is committed. Waits as long as the
     /// store keeps failing; bound it with [`flush_within`](Self::flush_within).
     pub async fn flush(&self) -> Result<(), AuditError> {
+        self.send_and_wait(Msg::Flush).await
+    }
+
+    async fn send_and_wait(&self, msg: fn(oneshot::Sender<()>) -> Msg) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
         let (done, wait) = oneshot::channel();
         inner
             .tx
-            .send(Msg::Flush(done))
+            .send(msg(done))
             .await
             .map_err(|_| AuditError::Stopped)?;
         wait.await.map_err(|_| AuditError::Stopped)
@@ -225,13 +233,16 @@ impl AuditLog {
             .map_err(|_| AuditError::Timeout(limit))?
     }
 
-    /// Commits everything queued (within `limit`), then stops the writer. Records after this are
-    /// dropped and counted.
+    /// Commits everything queued and signs every chain head (within `limit`), then stops the
+    /// writer. Records after this are dropped and counted.
     pub async fn shutdown(&self, limit: Duration) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let flushed = self.flush_within(limit).await;
+        let flushed = tokio::time::timeout(limit, self.send_and_wait(Msg::SealHeads))
+            .await
+            .map_err(|_| AuditError::Timeout(limit))
+            .and_then(|r| r);
         let task = inner
             .writer
             .lock()
@@ -296,6 +307,32 @@ mod tests {
         assert_eq!(order, (0..25).collect::<Vec<_>>(), "in the order recorded");
         assert!(log.healthy() && !log.refusing());
         assert_eq!(log.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_signs_every_chain_head() {
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        let signer = CheckpointSigner::from_seed(&[7; 32]);
+        // A chain's first batch is signed; after that, checkpoints by count or time would not
+        // be due for a long while.
+        let log = start(&store, &config(10));
+        for i in 0..5 {
+            log.record(rec("acme", i));
+            log.record(rec("beta", i));
+            log.flush().await.expect("flush");
+        }
+        let signed = store.checkpoints("acme").await.expect("cps");
+        assert_eq!(signed.iter().map(|c| c.seq).collect::<Vec<_>>(), [1]);
+        log.shutdown(Duration::from_secs(10))
+            .await
+            .expect("shutdown");
+        for chain in ["acme", "beta"] {
+            let report = verify_chain(&store, &signer.verifying_key(), chain, None, None)
+                .await
+                .expect("read")
+                .expect("verifies");
+            assert_eq!((report.last_seq, report.unsigned_tail), (5, 0), "{chain}");
+        }
     }
 
     #[tokio::test]

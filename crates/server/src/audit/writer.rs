@@ -72,11 +72,12 @@ pub(crate) async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut records: Vec<Record> = Vec::with_capacity(settings.batch_max);
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut seal_heads = false;
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,
             _ = tick.tick() => {
-                w.commit(&[], true).await;
+                w.commit(&[], Due::Time).await;
                 w.maybe_recover(&rx);
                 continue;
             }
@@ -87,6 +88,10 @@ pub(crate) async fn run(
             match m {
                 Msg::Record(r) => records.push(*r),
                 Msg::Flush(done) => waiters.push(done),
+                Msg::SealHeads(done) => {
+                    seal_heads = true;
+                    waiters.push(done);
+                }
             }
             if records.len() < settings.batch_max {
                 next = rx.try_recv().ok();
@@ -97,8 +102,11 @@ pub(crate) async fn run(
             .queue_depth
             .set(i64::try_from(settings.capacity - rx.capacity()).unwrap_or(i64::MAX));
         if !records.is_empty() {
-            w.commit(&records, false).await;
+            w.commit(&records, Due::CountOrTime).await;
             records.clear();
+        }
+        if std::mem::take(&mut seal_heads) {
+            w.commit(&[], Due::All).await;
         }
         w.maybe_recover(&rx);
         for done in waiters.drain(..) {
@@ -159,9 +167,9 @@ impl Writer {
         self.health.degrade("audit store write failed");
     }
 
-    /// Seals `records` (plus the checkpoints that are due; with `only_time`, just the checkpoints
-    /// whose time has come) and commits them, retrying until it succeeds.
-    async fn commit(&mut self, records: &[Record], only_time: bool) {
+    /// Seals `records` (plus the checkpoints that are `due`) and commits them, retrying until it
+    /// succeeds.
+    async fn commit(&mut self, records: &[Record], due: Due) {
         let mut backoff = BACKOFF_START;
         let mut with_checkpoints = true;
         loop {
@@ -173,7 +181,7 @@ impl Writer {
                 .collect();
             let entries: Vec<Entry> = records.iter().map(|r| self.chainer.seal(r)).collect();
             let checkpoints = if with_checkpoints {
-                self.due_checkpoints(only_time)
+                self.due_checkpoints(due)
             } else {
                 Vec::new()
             };
@@ -247,9 +255,8 @@ impl Writer {
         }
     }
 
-    /// Checkpoints of the chains that reached `checkpoint_every_records` new entries or
-    /// `checkpoint_every` since their last checkpoint (with at least one new entry).
-    fn due_checkpoints(&self, only_time: bool) -> Vec<Checkpoint> {
+    /// Checkpoints of the chains with new entries that are `due`.
+    fn due_checkpoints(&self, due: Due) -> Vec<Checkpoint> {
         let now = Instant::now();
         let time = self.clock.now();
         let s = &self.settings;
@@ -259,8 +266,14 @@ impl Writer {
                 let signed = self.signed.get(*chain).copied();
                 let (last, at) = signed.map_or((0, None), |x| (x.seq, Some(x.at)));
                 let pending = head.seq.saturating_sub(last);
-                let by_time = pending > 0 && at.is_none_or(|t| now - t >= s.checkpoint_every);
-                by_time || (!only_time && pending >= s.checkpoint_every_records)
+                let by_time = at.is_none_or(|t| now - t >= s.checkpoint_every);
+                let by_count = pending >= s.checkpoint_every_records;
+                pending > 0
+                    && match due {
+                        Due::Time => by_time,
+                        Due::CountOrTime => by_time || by_count,
+                        Due::All => true,
+                    }
             })
             .map(|(chain, head)| {
                 self.signer
@@ -268,6 +281,17 @@ impl Writer {
             })
             .collect()
     }
+}
+
+/// Which chains get a checkpoint (each only with entries after its last one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// `checkpoint_every` since the chain's last checkpoint (the writer's timer).
+    Time,
+    /// That, or `checkpoint_every_records` new entries (after a batch).
+    CountOrTime,
+    /// Every chain (at shutdown).
+    All,
 }
 
 /// Do the stored heads of the `touched` chains differ from the heads the batch was sealed on?
