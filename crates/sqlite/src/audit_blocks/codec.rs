@@ -2,6 +2,8 @@
 //! `seq` (u64 big-endian), `prev_hash` (32 bytes), `hash` (32 bytes), the body's length (u32
 //! big-endian) and the body (the record's JSON, the bytes the hash covers). The chain is the
 //! block's row; the query columns are not stored: they are read back from the body.
+use std::collections::HashMap;
+
 use portcullis_audit::{AuditStoreError, Columns, Digest, Entry, Record};
 
 /// The layout version, the first byte of every block.
@@ -174,6 +176,59 @@ pub(super) fn entry(chain: &str, raw: &Raw<'_>) -> Result<Entry, AuditStoreError
         columns,
         body: body.to_owned(),
     })
+}
+
+/// One chain's entries of an append, encoded.
+pub(super) struct Block<'a> {
+    pub chain: &'a str,
+    pub first: u64,
+    pub last: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub last_hash: Digest,
+    pub data: Vec<u8>,
+}
+
+/// Groups `entries` into one block per chain, in the order the chains first come. Each chain's
+/// entries must follow each other (seq + 1 each), or the append is refused.
+pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreError> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut blocks: Vec<Block<'_>> = Vec::new();
+    for e in entries {
+        let t = e.columns.time_micros;
+        let b = match index.get(e.chain.as_str()) {
+            Some(&i) => {
+                let b = &mut blocks[i];
+                if b.last.checked_add(1) != Some(e.seq) {
+                    return Err(AuditStoreError::Backend(format!(
+                        "audit sequence conflict: entry {} of chain {} after entry {} in one \
+                         append",
+                        e.seq, e.chain, b.last
+                    )));
+                }
+                b.last = e.seq;
+                b.min_time = b.min_time.min(t);
+                b.max_time = b.max_time.max(t);
+                b.last_hash = e.hash;
+                b
+            }
+            None => {
+                index.insert(&e.chain, blocks.len());
+                blocks.push(Block {
+                    chain: &e.chain,
+                    first: e.seq,
+                    last: e.seq,
+                    min_time: t,
+                    max_time: t,
+                    last_hash: e.hash,
+                    data: start(entries.len().min(64), e.body.len()),
+                });
+                blocks.last_mut().expect("just pushed")
+            }
+        };
+        push(&mut b.data, &Raw::of(e))?;
+    }
+    Ok(blocks)
 }
 
 #[cfg(test)]

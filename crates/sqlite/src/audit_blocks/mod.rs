@@ -18,11 +18,11 @@ mod checkpoints;
 mod codec;
 mod purge;
 
-use std::{collections::HashMap, ops::ControlFlow, path::Path};
+use std::{ops::ControlFlow, path::Path};
 
 use async_trait::async_trait;
 use portcullis_audit::{
-    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Digest, Entry, Head, record::micros,
+    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Entry, Head, record::micros,
 };
 use portcullis_core::ids;
 use sqlx::{
@@ -192,60 +192,7 @@ impl SqliteAuditBlockStore {
     }
 }
 
-/// One chain's entries of an append, encoded.
-struct Block<'a> {
-    chain: &'a str,
-    first: u64,
-    last: u64,
-    min_time: i64,
-    max_time: i64,
-    last_hash: Digest,
-    data: Vec<u8>,
-}
-
-/// Groups `entries` into one block per chain, in the order the chains first come. Each chain's
-/// entries must follow each other (seq + 1 each), or the append is refused.
-fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreError> {
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut blocks: Vec<Block<'_>> = Vec::new();
-    for e in entries {
-        let t = e.columns.time_micros;
-        let b = match index.get(e.chain.as_str()) {
-            Some(&i) => {
-                let b = &mut blocks[i];
-                if b.last.checked_add(1) != Some(e.seq) {
-                    return Err(AuditStoreError::Backend(format!(
-                        "audit sequence conflict: entry {} of chain {} after entry {} in one \
-                         append",
-                        e.seq, e.chain, b.last
-                    )));
-                }
-                b.last = e.seq;
-                b.min_time = b.min_time.min(t);
-                b.max_time = b.max_time.max(t);
-                b.last_hash = e.hash;
-                b
-            }
-            None => {
-                index.insert(&e.chain, blocks.len());
-                blocks.push(Block {
-                    chain: &e.chain,
-                    first: e.seq,
-                    last: e.seq,
-                    min_time: t,
-                    max_time: t,
-                    last_hash: e.hash,
-                    data: codec::start(entries.len().min(64), e.body.len()),
-                });
-                blocks.last_mut().expect("just pushed")
-            }
-        };
-        codec::push(&mut b.data, &Raw::of(e))?;
-    }
-    Ok(blocks)
-}
-
-/// Does `entry` match `f`?
+/// Do an entry's columns match `f`? (The rule of the conformance suite.)
 fn matches(c: &portcullis_audit::Columns, f: &AuditFilter) -> bool {
     f.since_micros.is_none_or(|s| c.time_micros >= s)
         && f.until_micros.is_none_or(|u| c.time_micros < u)
@@ -292,7 +239,7 @@ impl AuditStore for SqliteAuditBlockStore {
         entries: &[Entry],
         checkpoints: &[Checkpoint],
     ) -> Result<(), AuditStoreError> {
-        let blocks = blocks(entries)?;
+        let blocks = codec::blocks(entries)?;
         let mut tx = self.begin().await?;
         for chunk in blocks.chunks(BLOCKS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
