@@ -27,7 +27,14 @@ use crate::{BUSY_TIMEOUT, CACHE_KIB, READ_CONNECTIONS};
 static AUDIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations_audit");
 
 /// Entries per multi-row INSERT: 11 parameters each, 5,500 per statement (SQLite allows 32,766).
+/// Measured with bench-audit: 100 per statement appends about a quarter slower, 250 and 1,000
+/// no faster.
 const ENTRIES_PER_STATEMENT: usize = 500;
+/// WAL pages written before the writer checkpoints them into the database file: 16,384 pages of
+/// 4 KiB, 64 MiB, instead of SQLite's 1,000 (4 MiB). Appends dirty the same index leaf pages
+/// batch after batch; a checkpoint copies each page once however often the WAL holds it, and
+/// syncs the files, so fewer checkpoints cost less per record (measured with bench-audit).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// Checkpoints per multi-row INSERT (7 parameters each).
 const CHECKPOINTS_PER_STATEMENT: usize = 500;
 
@@ -53,6 +60,7 @@ impl SqliteAuditStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
             .synchronous(SqliteSynchronous::Normal);
         Self::connect(options).await
     }
