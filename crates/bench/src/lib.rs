@@ -6,6 +6,7 @@
 //! `docs/benchmarks.md` has the method and the figures.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cpu;
 pub mod gateway_report;
 pub mod hello;

@@ -15,9 +15,13 @@ CREATE TABLE audit_blocks (
     min_time_micros INTEGER NOT NULL,  -- unix microseconds, of the block's entries
     max_time_micros INTEGER NOT NULL,
     last_hash       BLOB    NOT NULL,  -- the hash of the entry last_seq: the chain head
-    data            BLOB    NOT NULL,
-    PRIMARY KEY (chain, first_seq)
-) STRICT, WITHOUT ROWID;
+    data            BLOB    NOT NULL
+) STRICT;
+
+-- A rowid table, not WITHOUT ROWID: its rows go to the end of the table in the order they are
+-- appended, so an append's blocks (one per chain) fill the same few pages, a block of a few KiB
+-- fits in its leaf page, and only this small index has one page per chain to touch.
+CREATE UNIQUE INDEX audit_blocks_seq ON audit_blocks (chain, first_seq);
 
 -- A chain grows by whole blocks, each starting right after the chain's last entry: a block that
 -- does not (two writers sealing after the same head, an entry stored twice) fails the append as

@@ -1,7 +1,7 @@
 //! Checkpoint rows (the same table and encoding as the row store's, `audit.rs`) and the column
 //! readers both tables share.
 use portcullis_audit::{AuditStoreError, Checkpoint, CheckpointKind, Digest};
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction, sqlite::SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 
 /// Checkpoints per multi-row INSERT (7 parameters each).
 const CHECKPOINTS_PER_STATEMENT: usize = 500;
@@ -9,9 +9,10 @@ const CHECKPOINTS_PER_STATEMENT: usize = 500;
 /// The columns [`read`] takes, in its order.
 pub(super) const COLUMNS: &str = "chain, seq, kind, time_nanos, hash, signer, signature";
 
-pub(super) async fn insert(
-    tx: &mut Transaction<'static, Sqlite>,
-    checkpoints: &[Checkpoint],
+/// Appends to `q` the INSERT statements storing `checkpoints`, each ended by `; `.
+pub(super) fn push_inserts<'a>(
+    q: &mut QueryBuilder<'a, Sqlite>,
+    checkpoints: &'a [Checkpoint],
 ) -> Result<(), AuditStoreError> {
     for chunk in checkpoints.chunks(CHECKPOINTS_PER_STATEMENT) {
         let values = chunk
@@ -28,8 +29,7 @@ pub(super) async fn insert(
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut q =
-            QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_checkpoints ({COLUMNS}) "));
+        q.push(format_args!("INSERT INTO audit_checkpoints ({COLUMNS}) "));
         q.push_values(values, |mut b, (c, seq, nanos)| {
             b.push_bind(c.chain.as_str())
                 .push_bind(seq)
@@ -39,7 +39,7 @@ pub(super) async fn insert(
                 .push_bind(c.signer.as_str())
                 .push_bind(&c.signature[..]);
         });
-        q.build().execute(&mut **tx).await.map_err(backend)?;
+        q.push("; ");
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ use portcullis_audit::{
 };
 use portcullis_core::ids;
 use sqlx::{
-    QueryBuilder, Row, Sqlite, SqlitePool, Transaction,
+    Executor as _, QueryBuilder, Row, Sqlite, SqlitePool, Transaction,
     migrate::Migrator,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -240,9 +240,14 @@ impl AuditStore for SqliteAuditBlockStore {
         checkpoints: &[Checkpoint],
     ) -> Result<(), AuditStoreError> {
         let blocks = codec::blocks(entries)?;
-        let mut tx = self.begin().await?;
+        if blocks.is_empty() && checkpoints.is_empty() {
+            return Ok(());
+        }
+        // The whole transaction in one statement list, so one round trip to the connection's
+        // worker thread: on a busy machine each costs a thread wake-up, which small appends feel.
+        let mut q = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
         for chunk in blocks.chunks(BLOCKS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            q.push(
                 "INSERT INTO audit_blocks (chain, first_seq, last_seq, min_time_micros, \
                  max_time_micros, last_hash, data) ",
             );
@@ -268,10 +273,20 @@ impl AuditStore for SqliteAuditBlockStore {
                     "sequence {s} out of range"
                 )));
             }
-            q.build().execute(&mut *tx).await.map_err(backend)?;
+            q.push("; ");
         }
-        checkpoints::insert(&mut tx, checkpoints).await?;
-        tx.commit().await.map_err(backend)
+        checkpoints::push_inserts(&mut q, checkpoints)?;
+        q.push("COMMIT");
+        let mut conn = self.write.acquire().await.map_err(backend)?;
+        let done = q.build().execute(&mut *conn).await;
+        if let Err(e) = done {
+            // A statement failed (a conflict, a full disk) and the ones after it did not run:
+            // the transaction is still open. Rolled back here, nothing of the append is kept;
+            // the error of a ROLLBACK without a transaction (BEGIN failed) is of no interest.
+            let _ = conn.execute("ROLLBACK").await;
+            return Err(backend(e));
+        }
+        Ok(())
     }
 
     async fn chains(&self) -> Result<Vec<String>, AuditStoreError> {

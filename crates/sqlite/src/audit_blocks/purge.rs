@@ -2,7 +2,7 @@
 //! anchor's entry (when the chain goes on after it inside that block) is rewritten without the
 //! purged entries, and the retention checkpoint is stored — all in one transaction.
 use portcullis_audit::{AuditStoreError, Checkpoint, CheckpointKind, record::micros};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     SqliteAuditBlockStore, checkpoints,
@@ -94,7 +94,9 @@ pub(super) async fn purge(
     for r in &gone {
         removed += (seq(r, 1)? + 1).saturating_sub(seq(r, 0)?);
     }
-    checkpoints::insert(&mut tx, std::slice::from_ref(anchor)).await?;
+    let mut q = QueryBuilder::<Sqlite>::new("");
+    checkpoints::push_inserts(&mut q, std::slice::from_ref(anchor))?;
+    q.build().execute(&mut *tx).await.map_err(backend)?;
     tx.commit().await.map_err(backend)?;
     Ok(removed)
 }
