@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_audit::{
     AuditStore, AuditStoreError, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Decision,
-    Entry, Kind, Record,
+    Entry, Kind, Record, verify_store,
 };
 use portcullis_core::OffsetDateTime;
 use rand::{Rng, rngs::SmallRng};
@@ -44,6 +44,33 @@ pub fn request(rng: &mut SmallRng, tenants: u32, time: OffsetDateTime, n: u64) -
     r
 }
 
+/// The signer of the runs' checkpoints.
+pub fn signer() -> CheckpointSigner {
+    CheckpointSigner::from_seed(&[1; 32])
+}
+
+/// Verifies every chain of each store of `stores` (in turn, the order rotating `rounds` times)
+/// and returns the time each took in all: the read side of a layout.
+pub async fn verify_interleaved(
+    stores: &[&dyn AuditStore],
+    rounds: usize,
+) -> Result<Vec<Duration>, AuditStoreError> {
+    let key = signer().verifying_key();
+    let mut spent = vec![Duration::ZERO; stores.len()];
+    for round in 0..rounds {
+        for k in 0..stores.len() {
+            let i = (round + k) % stores.len();
+            let t = Instant::now();
+            let verdict = verify_store(stores[i], &key, None, None, None).await?;
+            spent[i] += t.elapsed();
+            if let Err(broken) = verdict {
+                return Err(AuditStoreError::Corrupt(broken.to_string()));
+            }
+        }
+    }
+    Ok(spent)
+}
+
 /// What a run appends.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
@@ -75,7 +102,7 @@ pub async fn append_interleaved(
     w: Workload,
     rng: &mut SmallRng,
 ) -> Result<Spent, AuditStoreError> {
-    let signer = CheckpointSigner::from_seed(&[1; 32]);
+    let signer = signer();
     let mut chainer = Chainer::default();
     let start = OffsetDateTime::now_utc();
     let every = w.checkpoint_every.max(1);

@@ -3,7 +3,8 @@
 //! same gateway request records, sealed once, are appended to both files in the same run, batch
 //! by batch, the order alternating, for each batch size asked for (the server's writer takes
 //! whatever is queued, so small batches matter as much as large ones). Prints one JSON line per
-//! batch size (stdout) and a human summary (stderr).
+//! batch size (stdout) and a human summary (stderr). Each run also verifies both files whole
+//! (`verify_store`, twice each, interleaved): the read side of each layout.
 //!
 //! ```text
 //! cargo run --release -p portcullis-bench --bin bench-audit-blocks -- --records 200000 --batch 1000 --batch 64
@@ -14,7 +15,7 @@ use std::{path::Path, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use portcullis_audit::AuditStore;
-use portcullis_bench::audit::{Workload, append_interleaved};
+use portcullis_bench::audit::{Workload, append_interleaved, verify_interleaved};
 use portcullis_sqlite::{SqliteAuditBlockStore, SqliteAuditStore};
 use rand::{SeedableRng, rngs::SmallRng};
 use serde_json::json;
@@ -65,6 +66,7 @@ async fn run(args: &Args, batch: usize, dir: &Path) -> Result<serde_json::Value,
     if heads[0] != heads[1] {
         return Err("the two layouts hold different chain heads".into());
     }
+    let verify = verify_interleaved(&stores, 2).await?;
     rows.close().await;
     blocks.close().await;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
@@ -87,6 +89,8 @@ async fn run(args: &Args, batch: usize, dir: &Path) -> Result<serde_json::Value,
         "blocks_append_records_per_s": (n / blocks_s.as_secs_f64()).round(),
         "rows_total_records_per_s": (n / (shared + rows_s).as_secs_f64()).round(),
         "blocks_total_records_per_s": (n / (shared + blocks_s).as_secs_f64()).round(),
+        "rows_verify_records_per_s": (2.0 * n / verify[0].as_secs_f64()).round(),
+        "blocks_verify_records_per_s": (2.0 * n / verify[1].as_secs_f64()).round(),
         "rows_file_bytes": size(&rows_path),
         "blocks_file_bytes": size(&blocks_path),
     }))
@@ -119,7 +123,8 @@ async fn main() -> ExitCode {
                 eprintln!(
                     "bench-audit-blocks: {} records in batches of {batch}: append rows {:.0}/s \
                      ({:.2} us/record), blocks {:.0}/s ({:.2} us/record); with build {:.2} + \
-                     seal {:.2} us/record: rows {:.0}/s, blocks {:.0}/s",
+                     seal {:.2} us/record: rows {:.0}/s, blocks {:.0}/s; verify rows {:.0}/s, \
+                     blocks {:.0}/s",
                     v["records"],
                     f("rows_append_records_per_s"),
                     f("rows_append_us_per_record"),
@@ -129,6 +134,8 @@ async fn main() -> ExitCode {
                     f("seal_us_per_record"),
                     f("rows_total_records_per_s"),
                     f("blocks_total_records_per_s"),
+                    f("rows_verify_records_per_s"),
+                    f("blocks_verify_records_per_s"),
                 );
             }
             Err(e) => {
