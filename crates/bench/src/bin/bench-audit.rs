@@ -5,6 +5,10 @@
 //! interleaved batch by batch, the order alternating, so both see the same machine state and the
 //! same file growth. Prints one JSON line (stdout) and a human summary (stderr).
 //!
+//! With `--pipeline`, the candidate alone, as a pipelined writer would run it: each batch is
+//! sealed while the previous one is appended; its rate is records over the wall time, less the
+//! time spent generating the records. Compare it with runs without the flag, alternated.
+//!
 //! ```text
 //! cargo run --release -p portcullis-bench --bin bench-audit -- --records 300000
 //! ```
@@ -44,6 +48,10 @@ struct Args {
     /// A signed periodic checkpoint of every chain after this many records (candidate only).
     #[arg(long, default_value_t = 10_000)]
     checkpoint_every: u64,
+    /// Measure a pipelined writer instead: batch n+1 is sealed while batch n is appended (the
+    /// candidate alone, no baseline; compare with runs without it, alternated).
+    #[arg(long)]
+    pipeline: bool,
     /// Directory for the two database files (a fresh one under the system temp directory by
     /// default, removed at the end).
     #[arg(long)]
@@ -114,7 +122,108 @@ fn unhashed(chainer: &mut std::collections::HashMap<String, u64>, record: &Recor
     }
 }
 
+/// Batches whose records `--pipeline` generates at a time.
+const PIPELINE_GENERATE_BATCHES: u64 = 20;
+
+/// Signed periodic checkpoints of every chain head.
+fn periodic(chainer: &Chainer, signer: &CheckpointSigner) -> Vec<Checkpoint> {
+    chainer
+        .heads()
+        .map(|(c, h)| {
+            signer.sign(
+                CheckpointKind::Periodic,
+                c,
+                h.seq,
+                h.hash,
+                OffsetDateTime::now_utc(),
+            )
+        })
+        .collect()
+}
+
+/// The candidate alone, pipelined: batch n+1 is generated and sealed while batch n is
+/// appended (by a task of its own, as the server's writer would hand it over).
+async fn run_pipelined(args: &Args, dir: &Path) -> Result<serde_json::Value, AnyError> {
+    let candidate = SqliteAuditStore::open(&dir.join("candidate.sqlite3")).await?;
+    let signer = CheckpointSigner::from_seed(&[1; 32]);
+    let mut chainer = Chainer::default();
+    let mut rng = SmallRng::seed_from_u64(7);
+    let start = OffsetDateTime::now_utc();
+    let (mut generate, mut seal, mut wait) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut pending: Option<
+        tokio::task::JoinHandle<Result<(), portcullis_audit::AuditStoreError>>,
+    > = None;
+    let began = Instant::now();
+    let mut done = 0u64;
+    while done < args.records {
+        // The records of the next few batches, generated while no append is in flight (their
+        // time is left out of the rate).
+        if let Some(p) = pending.take() {
+            p.await??;
+        }
+        let t = Instant::now();
+        let upto = args
+            .records
+            .min(done + PIPELINE_GENERATE_BATCHES * args.batch as u64);
+        let mut records: Vec<Record> = (done..upto)
+            .map(|i| {
+                request(
+                    &mut rng,
+                    args.tenants,
+                    start + Duration::from_micros(i * 3),
+                    i,
+                )
+            })
+            .collect();
+        generate += t.elapsed();
+        while !records.is_empty() {
+            let t = Instant::now();
+            let batch: Vec<Record> = records.drain(..args.batch.min(records.len())).collect();
+            let n = batch.len() as u64;
+            let every = args.checkpoint_every.max(1);
+            let entries: Vec<Entry> = batch.iter().map(|r| chainer.seal(r)).collect();
+            let cps = if (done + n) / every > done / every {
+                periodic(&chainer, &signer)
+            } else {
+                Vec::new()
+            };
+            let sealed = Instant::now();
+            seal += sealed - t;
+            if let Some(p) = pending.take() {
+                p.await??;
+            }
+            wait += sealed.elapsed();
+            let store = candidate.clone();
+            pending = Some(tokio::spawn(
+                async move { store.append(&entries, &cps).await },
+            ));
+            done += n;
+        }
+    }
+    if let Some(p) = pending.take() {
+        let t = Instant::now();
+        p.await??;
+        wait += t.elapsed();
+    }
+    let wall = began.elapsed();
+    candidate.close().await;
+    let rate = args.records as f64 / (wall - generate).as_secs_f64();
+    Ok(json!({
+        "bench": "audit_append_pipelined",
+        "records": args.records,
+        "batch": args.batch,
+        "tenants": args.tenants,
+        "candidate_records_per_s": rate.round(),
+        "candidate_seal_s": seal.as_secs_f64(),
+        "candidate_wait_s": wait.as_secs_f64(),
+        "generate_s": generate.as_secs_f64(),
+    }))
+}
+
 async fn run(args: &Args, dir: &Path) -> Result<serde_json::Value, AnyError> {
+    if args.pipeline {
+        return run_pipelined(args, dir).await;
+    }
     let candidate = SqliteAuditStore::open(&dir.join("candidate.sqlite3")).await?;
     let baseline = SqliteAuditStore::open(&dir.join("baseline.sqlite3")).await?;
     let signer = CheckpointSigner::from_seed(&[1; 32]);
@@ -141,18 +250,7 @@ async fn run(args: &Args, dir: &Path) -> Result<serde_json::Value, AnyError> {
                 let t = Instant::now();
                 let entries: Vec<Entry> = records.iter().map(|r| chainer.seal(r)).collect();
                 let cps: Vec<Checkpoint> = if boundary {
-                    chainer
-                        .heads()
-                        .map(|(c, h)| {
-                            signer.sign(
-                                CheckpointKind::Periodic,
-                                c,
-                                h.seq,
-                                h.hash,
-                                OffsetDateTime::now_utc(),
-                            )
-                        })
-                        .collect()
+                    periodic(&chainer, &signer)
                 } else {
                     Vec::new()
                 };
@@ -222,6 +320,19 @@ async fn main() -> ExitCode {
         let _ = std::fs::remove_dir_all(&dir);
     }
     match result {
+        Ok(v) if args.pipeline => {
+            println!("{v}");
+            eprintln!(
+                "bench-audit: {} records in batches of {}, pipelined: {:.0} records/s \
+                 (seal {:.2} s, waiting for appends {:.2} s)",
+                v["records"],
+                v["batch"],
+                v["candidate_records_per_s"].as_f64().unwrap_or(0.0),
+                v["candidate_seal_s"].as_f64().unwrap_or(0.0),
+                v["candidate_wait_s"].as_f64().unwrap_or(0.0),
+            );
+            ExitCode::SUCCESS
+        }
         Ok(v) => {
             println!("{v}");
             let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
