@@ -4,18 +4,23 @@
 //! by batch, the order alternating, for each batch size asked for (the server's writer takes
 //! whatever is queued, so small batches matter as much as large ones). Prints one JSON line per
 //! batch size (stdout) and a human summary (stderr). Each run also verifies both files whole
-//! (`verify_store`, twice each, interleaved): the read side of each layout.
+//! (`verify_store`, twice each, interleaved): the read side of each layout; and appends the same
+//! records to each layout alone, in fresh files, to measure the process's CPU time per record
+//! (build + seal + append, every thread), the cost a gateway on one core pays.
 //!
 //! ```text
 //! cargo run --release -p portcullis-bench --bin bench-audit-blocks -- --records 200000 --batch 1000 --batch 64
 //! ```
 #![forbid(unsafe_code)]
 
-use std::{path::Path, path::PathBuf, process::ExitCode};
+use std::{path::Path, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use portcullis_audit::AuditStore;
-use portcullis_bench::audit::{Workload, append_interleaved, verify_interleaved};
+use portcullis_bench::{
+    audit::{Workload, append_interleaved, verify_interleaved},
+    cpu::cpu_time_of,
+};
 use portcullis_sqlite::{SqliteAuditBlockStore, SqliteAuditStore};
 use rand::{SeedableRng, rngs::SmallRng};
 use serde_json::json;
@@ -46,6 +51,42 @@ struct Args {
 
 type AnyError = Box<dyn std::error::Error>;
 
+/// CPU time of this process (every thread: the sealing task and SQLite's worker threads).
+fn cpu() -> Result<Duration, AnyError> {
+    cpu_time_of(std::process::id()).ok_or_else(|| "cannot read /proc/self/stat".into())
+}
+
+/// CPU time per record (µs) of `w` appended to one store alone — build, seal, encode and the
+/// store's work, whatever thread does it: the cost a gateway on one core pays. Each layout in
+/// fresh files under `dir`, one after the other, twice each, the order alternating.
+async fn cpu_per_record(w: Workload, dir: &Path) -> Result<[f64; 2], AnyError> {
+    let mut used = [Duration::ZERO; 2];
+    for round in 0..2 {
+        for k in 0..2 {
+            let layout = (round + k) % 2;
+            let path = dir.join(format!("cpu-{}-{layout}-{round}.sqlite3", w.batch));
+            let mut rng = SmallRng::seed_from_u64(9);
+            if layout == 0 {
+                let store = SqliteAuditStore::open(&path).await?;
+                let before = cpu()?;
+                append_interleaved(&[&store], w, &mut rng).await?;
+                used[layout] += cpu()? - before;
+                store.close().await;
+            } else {
+                let store = SqliteAuditBlockStore::open(&path).await?;
+                let before = cpu()?;
+                append_interleaved(&[&store], w, &mut rng).await?;
+                used[layout] += cpu()? - before;
+                store.close().await;
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+    Ok(used.map(|d| d.as_secs_f64() * 1e6 / (2.0 * w.records as f64)))
+}
+
 async fn run(args: &Args, batch: usize, dir: &Path) -> Result<serde_json::Value, AnyError> {
     let rows_path = dir.join(format!("rows-{batch}.sqlite3"));
     let blocks_path = dir.join(format!("blocks-{batch}.sqlite3"));
@@ -69,6 +110,7 @@ async fn run(args: &Args, batch: usize, dir: &Path) -> Result<serde_json::Value,
     let verify = verify_interleaved(&stores, 2).await?;
     rows.close().await;
     blocks.close().await;
+    let [rows_cpu, blocks_cpu] = cpu_per_record(w, dir).await?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let n = args.records as f64;
     let per_record_us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n;
@@ -89,6 +131,8 @@ async fn run(args: &Args, batch: usize, dir: &Path) -> Result<serde_json::Value,
         "blocks_append_records_per_s": (n / blocks_s.as_secs_f64()).round(),
         "rows_total_records_per_s": (n / (shared + rows_s).as_secs_f64()).round(),
         "blocks_total_records_per_s": (n / (shared + blocks_s).as_secs_f64()).round(),
+        "rows_cpu_us_per_record": rows_cpu,
+        "blocks_cpu_us_per_record": blocks_cpu,
         "rows_verify_records_per_s": (2.0 * n / verify[0].as_secs_f64()).round(),
         "blocks_verify_records_per_s": (2.0 * n / verify[1].as_secs_f64()).round(),
         "rows_file_bytes": size(&rows_path),
@@ -124,7 +168,8 @@ async fn main() -> ExitCode {
                     "bench-audit-blocks: {} records in batches of {batch}: append rows {:.0}/s \
                      ({:.2} us/record), blocks {:.0}/s ({:.2} us/record); with build {:.2} + \
                      seal {:.2} us/record: rows {:.0}/s, blocks {:.0}/s; verify rows {:.0}/s, \
-                     blocks {:.0}/s",
+                     blocks {:.0}/s; CPU per record (build + seal + append, all threads) rows \
+                     {:.2} us, blocks {:.2} us",
                     v["records"],
                     f("rows_append_records_per_s"),
                     f("rows_append_us_per_record"),
@@ -136,6 +181,8 @@ async fn main() -> ExitCode {
                     f("blocks_total_records_per_s"),
                     f("rows_verify_records_per_s"),
                     f("blocks_verify_records_per_s"),
+                    f("rows_cpu_us_per_record"),
+                    f("blocks_cpu_us_per_record"),
                 );
             }
             Err(e) => {
