@@ -102,8 +102,16 @@ impl SqliteAuditStore {
 
     /// Closes every connection (waiting for queries in flight). A file is checkpointed and
     /// left consistent, its WAL folded in.
+    ///
+    /// The checkpoint is explicit: SQLite's checkpoint when the last connection closes is not
+    /// enough, since a pool's `close` can return while a connection that was just released is
+    /// still on its way back to the pool (and closes later, after the caller copied the file).
     pub async fn close(&self) {
         self.read.close().await;
+        // Best effort: on failure the WAL keeps the appends, and SQLite folds it in later.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await;
         self.write.close().await;
     }
 
