@@ -162,4 +162,7 @@ async fn appends_must_follow_the_chain_head() {
         .append(&[beta, next].concat(), &[])
         .await
         .expect("follows");
+    // The failed appends left no transaction open on the write connection.
+    let anchor = checkpoint(CheckpointKind::Retention, &first[2]);
+    assert_eq!(store.purge("acme", &anchor).await.expect("purge"), 3);
 }
