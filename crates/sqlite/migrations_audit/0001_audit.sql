@@ -8,7 +8,7 @@
 -- Entries live in a rowid table: every append lands at the right edge of its b-tree, whatever the
 -- chains, and the (chain, seq) key is a small unique index beside it. Keyed by (chain, seq)
 -- WITHOUT ROWID instead, rows of ~500 bytes went into one insertion point per chain (ten in
--- bench-audit), and appends were about a fifth slower (measured with bench-audit).
+-- bench-audit), and appends took about 1.4 times as long (measured with bench-audit).
 CREATE TABLE audit_entries (
     chain       TEXT    NOT NULL,
     seq         INTEGER NOT NULL,
