@@ -151,30 +151,37 @@ impl<'a> Iterator for Entries<'a> {
 /// The body of `raw` as a record: an entry the verifier cannot read is a corrupt row, which it
 /// names ([`portcullis_audit::Problem::UnreadableBody`]) at its sequence number.
 pub(super) fn record(chain: &str, raw: &Raw<'_>) -> Result<Record, AuditStoreError> {
-    serde_json::from_slice(raw.body).map_err(|e| {
-        AuditStoreError::Corrupt(format!(
-            "entry {} of chain {chain}: the body is not a record: {e}",
-            raw.seq
-        ))
-    })
+    parse(chain, raw.seq, body(chain, raw)?)
 }
 
 /// `raw` as an entry of `chain`, its columns read from the body.
 pub(super) fn entry(chain: &str, raw: &Raw<'_>) -> Result<Entry, AuditStoreError> {
-    let columns = Columns::of(&record(chain, raw)?);
-    let body = std::str::from_utf8(raw.body).map_err(|_| {
-        AuditStoreError::Corrupt(format!(
-            "entry {} of chain {chain}: body not UTF-8",
-            raw.seq
-        ))
-    })?;
+    let body = body(chain, raw)?;
     Ok(Entry {
         chain: chain.to_owned(),
         seq: raw.seq,
         prev_hash: raw.prev_hash,
         hash: raw.hash,
-        columns,
+        columns: Columns::of(&parse(chain, raw.seq, body)?),
         body: body.to_owned(),
+    })
+}
+
+/// The body as text (checked once, so the JSON parser need not check its strings again).
+fn body<'a>(chain: &str, raw: &Raw<'a>) -> Result<&'a str, AuditStoreError> {
+    std::str::from_utf8(raw.body).map_err(|_| {
+        AuditStoreError::Corrupt(format!(
+            "entry {} of chain {chain}: the body is not UTF-8",
+            raw.seq
+        ))
+    })
+}
+
+fn parse(chain: &str, seq: u64, body: &str) -> Result<Record, AuditStoreError> {
+    serde_json::from_str(body).map_err(|e| {
+        AuditStoreError::Corrupt(format!(
+            "entry {seq} of chain {chain}: the body is not a record: {e}"
+        ))
     })
 }
 
