@@ -23,8 +23,10 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// Changes the audit database directly, behind the server's back.
-fn tamper(data: &Path, sql: &str) {
+/// Changes the audit database directly, behind the server's back: in the stored block that
+/// starts at entry `first_seq` of `chain`, the first `from` becomes `to` (same length).
+fn tamper(data: &Path, chain: &str, first_seq: i64, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
     let url = format!("sqlite://{}", data.join("audit.sqlite3").display());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -32,8 +34,26 @@ fn tamper(data: &Path, sql: &str) {
         let mut c = sqlx::SqliteConnection::connect(&url)
             .await
             .expect("connect");
-        let done = sqlx::query(sql).execute(&mut c).await.expect("tamper");
-        assert_eq!(done.rows_affected(), 1, "{sql}");
+        let where_ = "WHERE chain = ? AND first_seq = ?";
+        let (mut block,): (Vec<u8>,) =
+            sqlx::query_as(&format!("SELECT data FROM audit_blocks {where_}"))
+                .bind(chain)
+                .bind(first_seq)
+                .fetch_one(&mut c)
+                .await
+                .expect("the block");
+        let at = block
+            .windows(from.len())
+            .position(|w| w == from.as_bytes())
+            .expect("the text to change");
+        block[at..at + to.len()].copy_from_slice(to.as_bytes());
+        sqlx::query(&format!("UPDATE audit_blocks SET data = ? {where_}"))
+            .bind(block)
+            .bind(chain)
+            .bind(first_seq)
+            .execute(&mut c)
+            .await
+            .expect("tamper");
         c.close().await.expect("close");
     });
 }
@@ -116,10 +136,7 @@ fn verify_export_and_a_tampered_file() {
     );
 
     // An edited record: verify exits 1 and names the chain and entry.
-    tamper(
-        d,
-        "UPDATE audit_entries SET body = replace(body, 'k1', 'k2') WHERE chain = 'acme' AND seq = 2",
-    );
+    tamper(d, "acme", 2, "\"k1\"", "\"k2\"");
     let (ok, out, _) = run(d, &["audit", "verify"]);
     assert!(!ok);
     assert!(out.contains("BROKEN: chain acme at entry 2:"), "{out}");

@@ -1,35 +1,40 @@
 -- portcullis audit log, version 1: its own database file, apart from the key store.
--- One hash chain per tenant (`_system` for records without one). The columns beside `body` are
--- copies kept for queries; the verifier checks them against the sealed body, which is what the
--- hash covers. Hashes are SHA-256 (BLOB of 32 bytes), signatures Ed25519 (BLOB of 64 bytes).
--- No CHECK constraints on purpose: the store is the only writer and writes typed values; a row
--- changed behind its back must reach the verifier to be named, not be hidden by a constraint.
+-- One hash chain per tenant (`_system` for records without one), stored as blocks: one row per
+-- chain per append, `data` holding the chain's entries of that append in sequence order (a
+-- version byte, then per entry: seq u64 BE, prev_hash 32 bytes, hash 32 bytes, body length u32
+-- BE, body). The query columns of an entry are not stored: they are read from its body, which is
+-- what the hash covers. The other columns describe the block for range queries; `data` comes last
+-- so that scans of them leave its overflow pages unread.
+-- No CHECK constraints on purpose: a block changed behind the store's back must reach the
+-- verifier to be named, not be hidden by a constraint.
 
--- Entries live in a rowid table: every append lands at the right edge of its b-tree, whatever the
--- chains, and the (chain, seq) key is a small unique index beside it. Keyed by (chain, seq)
--- WITHOUT ROWID instead, rows of ~500 bytes went into one insertion point per chain (ten in
--- bench-audit), and appends took about 1.4 times as long (measured with bench-audit).
-CREATE TABLE audit_entries (
-    chain       TEXT    NOT NULL,
-    seq         INTEGER NOT NULL,
-    time_micros INTEGER NOT NULL,  -- unix microseconds
-    kind        TEXT    NOT NULL,  -- request | auth | change | maintenance
-    action      TEXT    NOT NULL,
-    tenant      TEXT,
-    key_id      TEXT,
-    decision    TEXT,              -- allow | deny
-    prev_hash   BLOB    NOT NULL,
-    hash        BLOB    NOT NULL,
-    body        TEXT    NOT NULL   -- the record's JSON, the bytes the hash covers
+CREATE TABLE audit_blocks (
+    chain           TEXT    NOT NULL,
+    first_seq       INTEGER NOT NULL,
+    last_seq        INTEGER NOT NULL,
+    min_time_micros INTEGER NOT NULL,  -- unix microseconds, of the block's entries
+    max_time_micros INTEGER NOT NULL,
+    last_hash       BLOB    NOT NULL,  -- the hash of the entry last_seq: the chain head
+    data            BLOB    NOT NULL
 ) STRICT;
 
--- A chain in sequence order: reads, heads, retention (first_seq_since, purge).
-CREATE UNIQUE INDEX audit_entries_seq ON audit_entries (chain, seq);
+-- A rowid table, not WITHOUT ROWID: its rows go to the end of the table in the order they are
+-- appended, so an append's blocks (one per chain) fill the same few pages, a block of a few KiB
+-- fits in its leaf page, and only this small index has one page per chain to touch.
+CREATE UNIQUE INDEX audit_blocks_seq ON audit_blocks (chain, first_seq);
 
--- Time ranges (search). No index on key_id, on purpose: key ids arrive in random order, so such
--- an index dirties about one page per appended record and cut append throughput to a third
--- (measured with bench-audit); a search by key is bounded by time or scans its chain.
-CREATE INDEX audit_entries_time ON audit_entries (chain, time_micros);
+-- A chain grows by whole blocks, each starting right after the chain's last entry: a block that
+-- does not (two writers sealing after the same head, an entry stored twice) fails the append as
+-- a whole. A chain without blocks takes any first block (after a retention purge it starts past
+-- its anchor).
+CREATE TRIGGER audit_blocks_follow BEFORE INSERT ON audit_blocks
+WHEN NEW.first_seq IS NOT COALESCE(
+    (SELECT last_seq + 1 FROM audit_blocks WHERE chain = NEW.chain
+     ORDER BY first_seq DESC LIMIT 1),
+    NEW.first_seq)
+BEGIN
+    SELECT RAISE(ABORT, 'audit sequence conflict: the block does not follow the chain head');
+END;
 
 CREATE TABLE audit_checkpoints (
     chain      TEXT    NOT NULL,

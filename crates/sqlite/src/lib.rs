@@ -48,7 +48,6 @@ macro_rules! admin_columns {
 }
 
 pub mod audit;
-pub mod audit_blocks;
 mod bulk;
 mod queries;
 mod rows;
@@ -62,7 +61,6 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CACHE_KIB: u32 = 16 * 1024;
 
 pub use audit::SqliteAuditStore;
-pub use audit_blocks::SqliteAuditBlockStore;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

@@ -105,7 +105,18 @@ async fn a_broken_range_is_not_purged() {
         let mut c = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        sqlx::query("UPDATE audit_entries SET body = replace(body, '403', '200') WHERE chain = 'acme' AND seq = 4")
+        // Entry 4 of acme is the only entry of its block (one append per record here): its
+        // status 403 becomes 200 in the stored bytes.
+        let (data,): (Vec<u8>,) =
+            sqlx::query_as("SELECT data FROM audit_blocks WHERE chain = 'acme' AND first_seq = 4")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        let at = data.windows(3).position(|w| w == b"403").unwrap();
+        let mut edited = data.clone();
+        edited[at..at + 3].copy_from_slice(b"200");
+        sqlx::query("UPDATE audit_blocks SET data = ? WHERE chain = 'acme' AND first_seq = 4")
+            .bind(edited)
             .execute(&mut c)
             .await
             .unwrap();

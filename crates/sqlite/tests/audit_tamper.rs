@@ -1,6 +1,7 @@
-//! Tampering with a real audit file: a log is written through [`SqliteAuditStore`], then each
-//! case changes a fresh copy of the SQLite file directly, with plain SQL on a connection of its
-//! own (not through the store), and `verify_store` must name the first broken point: the right
+//! Tampering with a real audit file in blocks: a log is written through
+//! [`SqliteAuditStore`], then each case changes a fresh copy of the SQLite file directly —
+//! plain SQL, or a block read, its bytes edited in Rust and written back, on a connection of its
+//! own (not through the store) — and `verify_store` must name the first broken point: the right
 //! chain, sequence number and problem.
 use std::{
     collections::BTreeMap,
@@ -17,7 +18,8 @@ use time::{OffsetDateTime, macros::datetime};
 
 const CHAINS: [&str; 3] = [SYSTEM_CHAIN, "acme", "beta"];
 const PER_CHAIN: u64 = 50;
-const CHECKPOINT_EVERY: u64 = 10;
+/// Entries per append, and so per block: the blocks of a chain start at 1, 11, 21, 31, 41.
+const BATCH: u64 = 10;
 
 fn signer() -> CheckpointSigner {
     CheckpointSigner::from_seed(&[7; 32])
@@ -49,8 +51,8 @@ fn record(chain: &str, i: u64) -> Record {
 /// The written log: every chain's entries, by chain.
 type Log = BTreeMap<String, Vec<Entry>>;
 
-/// Writes the log through the store (batches of 10 with a periodic checkpoint each) into
-/// `dir/original.sqlite3` and closes it, the WAL folded into the file.
+/// Writes the log through the store (appends of [`BATCH`] entries of every chain with a
+/// periodic checkpoint each) into `dir/original.sqlite3` and closes it.
 async fn write_log(dir: &Path) -> (PathBuf, Log) {
     let path = dir.join("original.sqlite3");
     let store = SqliteAuditStore::open(&path).await.expect("open");
@@ -61,10 +63,11 @@ async fn write_log(dir: &Path) -> (PathBuf, Log) {
             let e = chainer.seal(&record(chain, i));
             log.entry(chain.to_owned()).or_default().push(e);
         }
-        if (i + 1).is_multiple_of(CHECKPOINT_EVERY) {
+        if (i + 1).is_multiple_of(BATCH) {
+            let n = BATCH as usize;
             let batch: Vec<Entry> = log
                 .values()
-                .flat_map(|v| &v[v.len() - 10..])
+                .flat_map(|v| &v[v.len() - n..])
                 .cloned()
                 .collect();
             let cps: Vec<_> = CHAINS
@@ -81,21 +84,88 @@ async fn write_log(dir: &Path) -> (PathBuf, Log) {
     (path, log)
 }
 
+/// An entry as a block stores it (the test's own reading of the layout: a version byte, then
+/// per entry seq u64 BE, prev_hash, hash, body length u32 BE, body).
+#[derive(Debug, Clone)]
+struct Stored {
+    seq: u64,
+    prev: [u8; 32],
+    hash: [u8; 32],
+    body: Vec<u8>,
+}
+
+impl From<&Entry> for Stored {
+    fn from(e: &Entry) -> Self {
+        Self {
+            seq: e.seq,
+            prev: e.prev_hash.0,
+            hash: e.hash.0,
+            body: e.body.clone().into_bytes(),
+        }
+    }
+}
+
+fn decode(data: &[u8]) -> Vec<Stored> {
+    assert_eq!(data[0], 1, "layout version");
+    let mut out = Vec::new();
+    let mut rest = &data[1..];
+    while !rest.is_empty() {
+        let (head, tail) = rest.split_at(76);
+        let len = u32::from_be_bytes(head[72..76].try_into().unwrap()) as usize;
+        out.push(Stored {
+            seq: u64::from_be_bytes(head[..8].try_into().unwrap()),
+            prev: head[8..40].try_into().unwrap(),
+            hash: head[40..72].try_into().unwrap(),
+            body: tail[..len].to_vec(),
+        });
+        rest = &tail[len..];
+    }
+    out
+}
+
+fn encode(entries: &[Stored]) -> Vec<u8> {
+    let mut data = vec![1];
+    for e in entries {
+        data.extend_from_slice(&e.seq.to_be_bytes());
+        data.extend_from_slice(&e.prev);
+        data.extend_from_slice(&e.hash);
+        data.extend_from_slice(&u32::try_from(e.body.len()).unwrap().to_be_bytes());
+        data.extend_from_slice(&e.body);
+    }
+    data
+}
+
+type Edit = Box<dyn FnOnce(&mut Vec<Stored>)>;
+
 /// A change made behind the store's back.
 enum Change {
     Sql(String),
-    /// Inserts this entry as a row.
-    Insert(Entry),
+    /// Rewrites the entries of the block of this chain starting at this seq (its last_seq
+    /// follows the edit, as a careful forger would have it).
+    Block(&'static str, u64, Edit),
 }
 
 fn sql(s: &str) -> Change {
     Change::Sql(s.to_owned())
 }
 
+fn block(
+    chain: &'static str,
+    first_seq: u64,
+    edit: impl FnOnce(&mut Vec<Stored>) + 'static,
+) -> Change {
+    Change::Block(chain, first_seq, Box::new(edit))
+}
+
+/// The position of entry `seq` in a block starting at `first`.
+fn pos(first: u64, seq: u64) -> usize {
+    usize::try_from(seq - first).unwrap()
+}
+
 /// An entry of `chain` at `seq` after `prev` with a forged body and its own hash recomputed.
-fn forged(chain: &str, seq: u64, prev: Digest) -> Entry {
+fn forged(chain: &str, seq: u64, prev: Digest) -> Stored {
     let r = record(chain, seq - 1).with("status", 500);
-    Entry::seal(chain, seq, prev, &r)
+    Stored::from(&Entry::seal(chain, seq, prev, &r))
 }
 
 /// Copies the original, applies `changes` on a plain connection, and verifies the copy.
@@ -115,26 +185,30 @@ async fn tampered(
             Change::Sql(s) => {
                 sqlx::raw_sql(&s).execute(&mut conn).await.expect(&s);
             }
-            Change::Insert(e) => {
-                let c = &e.columns;
-                sqlx::query(
-                    "INSERT INTO audit_entries (chain, seq, time_micros, kind, action, tenant, \
-                     key_id, decision, prev_hash, hash, body) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            Change::Block(chain, first, edit) => {
+                let first = i64::try_from(first).unwrap();
+                let data: Vec<u8> = sqlx::query_scalar(
+                    "SELECT data FROM audit_blocks WHERE chain = ? AND first_seq = ?",
                 )
-                .bind(&e.chain)
-                .bind(i64::try_from(e.seq).unwrap())
-                .bind(c.time_micros)
-                .bind(c.kind.as_str())
-                .bind(&c.action)
-                .bind(&c.tenant)
-                .bind(&c.key_id)
-                .bind(c.decision.map(Decision::as_str))
-                .bind(&e.prev_hash.0[..])
-                .bind(&e.hash.0[..])
-                .bind(&e.body)
+                .bind(chain)
+                .bind(first)
+                .fetch_one(&mut conn)
+                .await
+                .expect("block");
+                let mut entries = decode(&data);
+                edit(&mut entries);
+                let last = entries.iter().map(|e| e.seq).max().unwrap();
+                sqlx::query(
+                    "UPDATE audit_blocks SET data = ?, last_seq = ? \
+                     WHERE chain = ? AND first_seq = ?",
+                )
+                .bind(encode(&entries))
+                .bind(i64::try_from(last).unwrap())
+                .bind(chain)
+                .bind(first)
                 .execute(&mut conn)
                 .await
-                .expect("insert");
+                .expect("rewrite block");
             }
         }
     }
@@ -179,93 +253,102 @@ async fn each_tampering_is_named_at_its_first_broken_point() {
         problem,
     };
     let missing = |expected, found| Problem::Missing { expected, found };
+    let (h24, h34, h44) = (hash("acme", 24), hash("acme", 34), hash("acme", 44));
+    let beta9 = Stored::from(&log["beta"][8]);
     let cases: Vec<(&str, Vec<Change>, Break)> = vec![
         (
             "edited_body",
-            vec![sql(
-                r#"UPDATE audit_entries SET body = replace(body, '"status":200', '"status":201') WHERE chain = 'acme' AND seq = 17"#,
-            )],
+            vec![block("acme", 11, |b| {
+                let body = String::from_utf8(b[pos(11, 17)].body.clone()).unwrap();
+                b[pos(11, 17)].body = body.replace(r#""status":200"#, r#""status":201"#).into();
+            })],
             at("acme", 17, Problem::HashMismatch),
         ),
         (
-            "edited_key_id",
-            vec![sql(
-                "UPDATE audit_entries SET key_id = 'key_forged' WHERE chain = 'beta' AND seq = 23",
-            )],
-            at("beta", 23, Problem::ColumnMismatch { column: "key_id" }),
-        ),
-        (
-            "edited_decision",
-            vec![sql(
-                "UPDATE audit_entries SET decision = 'allow' WHERE chain = 'beta' AND seq = 31",
-            )],
-            at("beta", 31, Problem::ColumnMismatch { column: "decision" }),
-        ),
-        (
-            "deleted_record",
-            vec![sql(
-                "DELETE FROM audit_entries WHERE chain = 'acme' AND seq = 25",
-            )],
+            "deleted_entry_in_a_block",
+            vec![block("acme", 21, |b| {
+                b.remove(pos(21, 25));
+            })],
             at("acme", 25, missing(25, 26)),
+        ),
+        (
+            "deleted_block",
+            vec![sql(
+                "DELETE FROM audit_blocks WHERE chain = 'acme' AND first_seq = 21",
+            )],
+            at("acme", 21, missing(21, 31)),
         ),
         (
             "deleted_chain_start_without_anchor",
             vec![sql(
-                "DELETE FROM audit_entries WHERE chain = 'acme' AND seq <= 10",
+                "DELETE FROM audit_blocks WHERE chain = 'acme' AND first_seq = 1",
             )],
             at("acme", 1, missing(1, 11)),
         ),
         (
-            "replaced_record_with_own_hash",
-            vec![
-                sql("DELETE FROM audit_entries WHERE chain = 'acme' AND seq = 25"),
-                Change::Insert(forged("acme", 25, hash("acme", 24))),
-            ],
+            "replaced_entry_with_own_hash",
+            vec![block("acme", 21, move |b| {
+                b[pos(21, 25)] = forged("acme", 25, h24);
+            })],
             at("acme", 26, Problem::BrokenLink),
         ),
         (
-            "inserted_record_shifting_the_rest",
-            vec![
-                sql("UPDATE audit_entries SET seq = seq + 1000 WHERE chain = 'acme' AND seq >= 35"),
-                sql(
-                    "UPDATE audit_entries SET seq = seq - 999 WHERE chain = 'acme' AND seq >= 1000",
-                ),
-                Change::Insert(forged("acme", 35, hash("acme", 34))),
-            ],
-            at("acme", 36, Problem::BrokenLink),
+            "inserted_entry",
+            vec![block("acme", 31, move |b| {
+                b.insert(pos(31, 35), forged("acme", 35, h34));
+            })],
+            at(
+                "acme",
+                35,
+                Problem::OutOfOrder {
+                    expected: 36,
+                    found: 35,
+                },
+            ),
         ),
         (
-            "appended_with_a_wrong_link",
-            vec![Change::Insert(forged("acme", 51, Digest([9; 32])))],
+            "inserted_entry_shifting_the_rest",
+            vec![block("acme", 41, move |b| {
+                for e in &mut b[pos(41, 45)..] {
+                    e.seq += 1;
+                }
+                b.insert(pos(41, 45), forged("acme", 45, h44));
+            })],
+            at("acme", 46, Problem::BrokenLink),
+        ),
+        (
+            "appended_block_with_a_wrong_link",
+            vec![block("acme", 41, |b| {
+                b.push(forged("acme", 51, Digest([9; 32])))
+            })],
             at("acme", 51, Problem::BrokenLink),
         ),
         (
-            "swapped_seqs",
-            vec![
-                sql("UPDATE audit_entries SET seq = -12 WHERE chain = 'beta' AND seq = 12"),
-                sql("UPDATE audit_entries SET seq = 12 WHERE chain = 'beta' AND seq = 13"),
-                sql("UPDATE audit_entries SET seq = 13 WHERE chain = 'beta' AND seq = -12"),
-            ],
-            at("beta", 12, Problem::BrokenLink),
+            "swapped_entries",
+            vec![block("beta", 11, |b| b.swap(pos(11, 12), pos(11, 13)))],
+            at("beta", 12, missing(12, 13)),
         ),
         (
-            "swapped_bodies_and_hashes",
-            vec![
-                sql(
-                    "CREATE TEMP TABLE swap AS SELECT seq, body, hash FROM audit_entries WHERE chain = 'acme' AND seq IN (3, 4)",
-                ),
-                sql("UPDATE audit_entries SET \
-                     body = (SELECT body FROM swap WHERE swap.seq = 7 - audit_entries.seq), \
-                     hash = (SELECT hash FROM swap WHERE swap.seq = 7 - audit_entries.seq) \
-                     WHERE chain = 'acme' AND seq IN (3, 4)"),
-            ],
-            at("acme", 3, Problem::HashMismatch),
+            "swapped_entries_renumbered",
+            vec![block("beta", 11, |b| {
+                b.swap(pos(11, 12), pos(11, 13));
+                (b[pos(11, 12)].seq, b[pos(11, 13)].seq) = (12, 13);
+            })],
+            at("beta", 12, Problem::BrokenLink),
         ),
         (
             "truncated_after_a_checkpoint",
             vec![sql(
-                "DELETE FROM audit_entries WHERE chain = 'beta' AND seq > 35",
+                "DELETE FROM audit_blocks WHERE chain = 'beta' AND first_seq > 30",
             )],
+            at("beta", 40, Problem::Truncated { last_stored: 30 }),
+        ),
+        (
+            "truncated_inside_a_block",
+            vec![
+                sql("DELETE FROM audit_blocks WHERE chain = 'beta' AND first_seq > 31"),
+                block("beta", 31, |b| b.truncate(5)),
+            ],
             at("beta", 40, Problem::Truncated { last_stored: 35 }),
         ),
         (
@@ -276,37 +359,46 @@ async fn each_tampering_is_named_at_its_first_broken_point() {
             at("acme", 20, Problem::BadSignature),
         ),
         (
-            "unreadable_hash",
+            "blob_cut_inside_a_body",
             vec![sql(
-                "UPDATE audit_entries SET hash = X'0102' WHERE chain = 'acme' AND seq = 7",
+                "UPDATE audit_blocks SET data = substr(data, 1, length(data) - 100) \
+                 WHERE chain = 'acme' AND first_seq = 21",
             )],
-            at("acme", 7, Problem::UnreadableBody),
+            at("acme", 30, Problem::UnreadableBody),
         ),
         (
-            "unknown_kind",
+            "blob_cut_inside_the_first_header",
+            vec![sql("UPDATE audit_blocks SET data = substr(data, 1, 40) \
+                 WHERE chain = '_system' AND first_seq = 41")],
+            at(SYSTEM_CHAIN, 41, Problem::UnreadableBody),
+        ),
+        (
+            "blob_of_an_unknown_layout",
             vec![sql(
-                "UPDATE audit_entries SET kind = 'bogus' WHERE chain = '_system' AND seq = 44",
+                "UPDATE audit_blocks SET data = CAST(X'07' || substr(data, 2) AS BLOB) \
+                 WHERE chain = 'beta' AND first_seq = 11",
             )],
-            at(SYSTEM_CHAIN, 44, Problem::UnreadableBody),
+            at("beta", 11, Problem::UnreadableBody),
         ),
         (
             "body_not_a_record_with_own_hash",
-            vec![
-                sql("DELETE FROM audit_entries WHERE chain = 'beta' AND seq = 9"),
-                Change::Insert({
-                    let mut e = log["beta"][8].clone();
-                    e.body = "not a record".to_owned();
-                    e.hash = entry_hash("beta", 9, &e.prev_hash, &e.body);
-                    e
-                }),
-            ],
+            vec![block("beta", 1, move |b| {
+                let mut e = beta9;
+                e.body = b"not a record".to_vec();
+                e.hash = entry_hash("beta", 9, &Digest(e.prev), "not a record").0;
+                b[pos(1, 9)] = e;
+            })],
             at("beta", 9, Problem::UnreadableBody),
         ),
         (
             "first_chain_named_first",
             vec![
-                sql("DELETE FROM audit_entries WHERE chain = 'beta' AND seq = 5"),
-                sql("DELETE FROM audit_entries WHERE chain = 'acme' AND seq = 30"),
+                block("beta", 1, |b| {
+                    b.remove(pos(1, 5));
+                }),
+                block("acme", 21, |b| {
+                    b.remove(pos(21, 30));
+                }),
             ],
             at("acme", 30, missing(30, 31)),
         ),
@@ -324,7 +416,8 @@ async fn a_well_linked_append_is_reported_as_unsigned_tail() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (original, log) = write_log(dir.path()).await;
     let extra = forged("acme", 51, log["acme"][49].hash);
-    let (_, verdict) = tampered(dir.path(), &original, "tail", vec![Change::Insert(extra)]).await;
+    let change = block("acme", 41, move |b| b.push(extra));
+    let (_, verdict) = tampered(dir.path(), &original, "tail", vec![change]).await;
     let acme = verdict
         .expect("links")
         .into_iter()
@@ -334,18 +427,19 @@ async fn a_well_linked_append_is_reported_as_unsigned_tail() {
 }
 
 #[tokio::test]
-async fn a_retention_purge_leaves_the_rest_verifiable() {
+async fn a_retention_purge_inside_a_block_leaves_the_rest_verifiable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (original, log) = write_log(dir.path()).await;
-    let (store, _) = tampered(dir.path(), &original, "purged", vec![]).await;
+    let (store, verdict) = tampered(dir.path(), &original, "purged", vec![]).await;
+    verdict.expect("intact before the purge");
     let anchor = signer().sign(
         CheckpointKind::Retention,
         "acme",
-        20,
-        log["acme"][19].hash,
+        25,
+        log["acme"][24].hash,
         when(99),
     );
-    assert_eq!(store.purge("acme", &anchor).await.expect("purge"), 20);
+    assert_eq!(store.purge("acme", &anchor).await.expect("purge"), 25);
     let key = signer().verifying_key();
     let reports = verify_store(&store, &key, None, None, None)
         .await
@@ -359,19 +453,19 @@ async fn a_retention_purge_leaves_the_rest_verifiable() {
             acme.entries,
             acme.retention_anchor
         ),
-        ("acme", 21, 30, 20)
+        ("acme", 26, 25, 25)
     );
     store.close().await;
-
-    // Past the anchor, a deletion is still found.
     let purged = dir.path().join("purged.sqlite3");
+
+    // Past the anchor, a deletion is still found: the cut block now starts at 26.
     let (_, verdict) = tampered(
         dir.path(),
         &purged,
         "purged-then-deleted",
-        vec![sql(
-            "DELETE FROM audit_entries WHERE chain = 'acme' AND seq = 21",
-        )],
+        vec![block("acme", 26, |b| {
+            b.remove(0);
+        })],
     )
     .await;
     let b = verdict.expect_err("gap");
@@ -379,10 +473,10 @@ async fn a_retention_purge_leaves_the_rest_verifiable() {
         (b.chain.as_str(), b.seq, b.problem),
         (
             "acme",
-            21,
+            26,
             Problem::Missing {
-                expected: 21,
-                found: 22
+                expected: 26,
+                found: 27
             }
         )
     );
@@ -392,17 +486,29 @@ async fn a_retention_purge_leaves_the_rest_verifiable() {
 async fn a_range_is_verified_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (original, _) = write_log(dir.path()).await;
-    let edit = "UPDATE audit_entries SET key_id = 'x' WHERE chain = 'acme' AND seq = 40";
-    let (store, verdict) = tampered(dir.path(), &original, "range", vec![sql(edit)]).await;
-    assert_eq!(verdict.expect_err("edited").seq, 40);
+    let cut = "UPDATE audit_blocks SET data = substr(data, 1, length(data) - 100) \
+               WHERE chain = 'acme' AND first_seq = 31";
+    let (store, verdict) = tampered(dir.path(), &original, "range", vec![sql(cut)]).await;
+    assert_eq!(verdict.expect_err("cut").seq, 40);
     let key = signer().verifying_key();
     let acme = ["acme".to_owned()];
     let ok = verify_store(&store, &key, Some(&acme), Some(15), Some(30))
         .await
         .expect("read");
     assert_eq!(ok.expect("range intact")[0].entries, 16);
+    let inside = verify_store(&store, &key, Some(&acme), Some(32), Some(38))
+        .await
+        .expect("read");
+    assert_eq!(inside.expect("before the cut")[0].entries, 7);
     let b = verify_store(&store, &key, Some(&acme), Some(35), Some(45))
         .await
         .expect("read");
-    assert_eq!(b.expect_err("range broken").seq, 40);
+    assert_eq!(
+        b.expect_err("range broken"),
+        Break {
+            chain: "acme".into(),
+            seq: 40,
+            problem: Problem::UnreadableBody
+        }
+    );
 }

@@ -22,12 +22,13 @@ use std::{
 
 use clap::Parser;
 use portcullis_audit::{
-    AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Decision, Digest, Entry,
-    Kind, Record, record::Columns,
+    AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Digest, Entry, Record,
+    record::Columns,
 };
+use portcullis_bench::audit::request;
 use portcullis_core::OffsetDateTime;
 use portcullis_sqlite::SqliteAuditStore;
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use rand::{SeedableRng, rngs::SmallRng};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -71,41 +72,6 @@ impl Spent {
     fn total(&self) -> Duration {
         self.seal + self.append
     }
-}
-
-/// A request record as the gateway writes it.
-fn request(rng: &mut SmallRng, tenants: u32, time: OffsetDateTime, n: u64) -> Record {
-    let tenant = rng.random_range(0..tenants);
-    let deny = rng.random_ratio(1, 20);
-    let mut r = Record::new(time, Kind::Request, "request")
-        .with(
-            "method",
-            if rng.random_ratio(1, 4) {
-                "POST"
-            } else {
-                "GET"
-            },
-        )
-        .with("route", "/v1/invoices/{id}")
-        .with("status", if deny { 429 } else { 200 })
-        .with("latency_us", rng.random_range(150..5_000))
-        .with("bytes_in", rng.random_range(0..2_048))
-        .with("bytes_out", rng.random_range(200..16_384))
-        .with(
-            "client_ip",
-            format!("203.0.113.{}", rng.random_range(1..255)),
-        );
-    r.tenant = Some(format!("tenant-{tenant:02}"));
-    r.actor = None;
-    r.key_id = Some(format!("key_01JF{:022}", rng.random_range(0..500u32)));
-    r.request_id = Some(format!("req_01JF{n:022}"));
-    r.decision = Some(if deny {
-        Decision::Deny
-    } else {
-        Decision::Allow
-    });
-    r.reason = deny.then(|| "rate_limited".to_owned());
-    r
 }
 
 /// The baseline's entry: the same body and columns, numbered, no hashing.

@@ -1,5 +1,4 @@
-//! Checkpoint rows (the same table and encoding as the row store's, `audit.rs`) and the column
-//! readers both tables share.
+//! Checkpoint rows, and the readers of the columns of stored rows.
 use portcullis_audit::{AuditStoreError, Checkpoint, CheckpointKind, Digest};
 use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
 

@@ -1,26 +1,27 @@
-//! The audit log on SQLite in blocks: [`SqliteAuditBlockStore`], in a database file of its own,
-//! with its own embedded migrations (`migrations_audit_blocks/`).
+//! The audit log on SQLite: [`SqliteAuditStore`], in a database file of its own (not the key
+//! store's), with its own embedded migrations (`migrations_audit/`).
 //!
-//! The row store ([`crate::SqliteAuditStore`]) pays SQLite's per-row cost (B-tree inserts into
-//! the table and its index) for every record. Here an append stores **one row per chain**: the
-//! chain's entries of that append encoded one after the other in a BLOB ([`codec`]), with the
-//! block's sequence range, time range and last hash beside it for range queries and heads. The
-//! query columns of an entry (time, kind, action, key…) are not stored: they are read back from
-//! the sealed body, so they cannot drift from it. Searches read the blocks that overlap the
-//! range and filter in Rust, a few blocks at a time.
+//! Entries are stored in **blocks**: an append stores one row per chain, the chain's entries of
+//! that append encoded one after the other in a BLOB ([`codec`]), with the block's sequence
+//! range, time range and last hash beside it for range queries and heads. One row per record
+//! paid SQLite's per-row cost (B-tree inserts into the table and its indexes) for every record:
+//! about 10 µs a record at batches of 1,000 on the benchmark machine, against about 3 µs in
+//! blocks (`bench-audit`, docs/benchmarks.md). The query columns of an entry (time, kind,
+//! action, key…) are not stored: they are read back from the sealed body, so they cannot drift
+//! from it. Searches read the blocks that overlap the range and filter in Rust, a few blocks at
+//! a time.
 //!
-//! Opened like the row store: WAL, `synchronous=NORMAL`, one write connection whose
-//! transactions begin with `BEGIN IMMEDIATE`, a pool of read-only connections. An append is one
-//! statement list (`BEGIN IMMEDIATE; INSERT …; COMMIT`), one round trip to the connection's
-//! thread. A block must start right after its chain's last stored entry (a trigger checks it in
-//! the append's transaction): an append that collides with another writer's fails as a whole,
-//! like a duplicate key does in the row store, and the server's writer, seeing the stored heads
-//! moved, seals its batch again after them.
+//! Opened like the key store: WAL, `synchronous=NORMAL` (a committed append survives the
+//! process being killed), one write connection whose transactions begin with
+//! `BEGIN IMMEDIATE`, a pool of read-only connections. An append is one statement list
+//! (`BEGIN IMMEDIATE; INSERT …; COMMIT`), one round trip to the connection's thread. A block
+//! must start right after its chain's last stored entry (a trigger checks it in the append's
+//! transaction): an append that collides with another writer's fails as a whole, and the
+//! server's writer, seeing the stored heads moved, seals its batch again after them.
 //!
 //! The table has rowids (blocks are stored in append order, an append's blocks in the same few
 //! pages), with a unique index on `(chain, first_seq)`: a WITHOUT ROWID table put each chain's
-//! block on a page of its own plus overflow pages, and wrote more pages per append than the
-//! row store for small appends (measured with `bench-audit-blocks`).
+//! block on a page of its own plus overflow pages, and wrote more pages per small append.
 mod checkpoints;
 mod codec;
 mod purge;
@@ -44,7 +45,7 @@ use self::{
 };
 use crate::{BUSY_TIMEOUT, CACHE_KIB, READ_CONNECTIONS};
 
-static AUDIT_BLOCKS_MIGRATOR: Migrator = sqlx::migrate!("./migrations_audit_blocks");
+static AUDIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations_audit");
 
 /// Blocks per multi-row INSERT: 7 parameters each (SQLite allows 32,766).
 const BLOCKS_PER_STATEMENT: usize = 1_000;
@@ -56,13 +57,13 @@ const BLOCKS_PER_READ: i64 = 4;
 const MAX_BLOCKS_PER_READ: i64 = 64;
 const BYTES_PER_READ: usize = 1 << 20;
 /// WAL pages written before the writer checkpoints them into the database file: 64 MiB instead
-/// of SQLite's 4 MiB, as the row store does (a checkpoint syncs the files; fewer of them cost
+/// of SQLite's 4 MiB (a checkpoint syncs the files; fewer of them cost
 /// less per record).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// The audit store on SQLite, in blocks. Cheap to clone (the pools are shared).
 #[derive(Debug, Clone)]
-pub struct SqliteAuditBlockStore {
+pub struct SqliteAuditStore {
     /// Exactly one connection: every append or purge goes through it, one at a time.
     write: SqlitePool,
     /// Read-only connections for verification, search and export.
@@ -90,7 +91,7 @@ impl Range {
     }
 }
 
-impl SqliteAuditBlockStore {
+impl SqliteAuditStore {
     /// Opens the audit database at `path`, creating it (readable by its owner only) when
     /// missing, and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self, AuditStoreError> {
@@ -127,7 +128,7 @@ impl SqliteAuditBlockStore {
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
-        AUDIT_BLOCKS_MIGRATOR
+        AUDIT_MIGRATOR
             .run(&write)
             .await
             .map_err(|e| AuditStoreError::Backend(format!("audit migrations: {e}")))?;
@@ -240,7 +241,7 @@ const CHAINS_CTE: &str = "WITH RECURSIVE c(chain) AS ( \
      FROM c WHERE c.chain IS NOT NULL) ";
 
 #[async_trait]
-impl AuditStore for SqliteAuditBlockStore {
+impl AuditStore for SqliteAuditStore {
     async fn heads(&self) -> Result<Vec<(String, Head)>, AuditStoreError> {
         let rows = sqlx::query(&format!(
             "{CHAINS_CTE} SELECT b.chain, b.last_seq, b.last_hash FROM c \

@@ -5,13 +5,13 @@ use portcullis_audit::{AuditStoreError, Checkpoint, CheckpointKind, record::micr
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    SqliteAuditBlockStore, checkpoints,
+    SqliteAuditStore, checkpoints,
     checkpoints::{backend, clamp, corrupt, seq},
     codec::{self, Entries},
 };
 
 pub(super) async fn purge(
-    store: &SqliteAuditBlockStore,
+    store: &SqliteAuditStore,
     chain: &str,
     anchor: &Checkpoint,
 ) -> Result<u64, AuditStoreError> {
