@@ -67,9 +67,7 @@ async fn file_survives_close_and_reopen() {
 /// exactly the entries asked for, and long reads take many blocks.
 #[tokio::test]
 async fn reads_cross_block_boundaries() {
-    let store = SqliteAuditStore::open_in_memory()
-        .await
-        .expect("store");
+    let store = SqliteAuditStore::open_in_memory().await.expect("store");
     let mut chainer = Chainer::default();
     let mut acme = Vec::new();
     for n in 1..=30 {
@@ -102,9 +100,7 @@ async fn reads_cross_block_boundaries() {
 /// A purge anchored inside a block keeps the rest of that block; the counts are exact.
 #[tokio::test]
 async fn purge_cuts_inside_a_block() {
-    let store = SqliteAuditStore::open_in_memory()
-        .await
-        .expect("store");
+    let store = SqliteAuditStore::open_in_memory().await.expect("store");
     let mut chainer = Chainer::default();
     let mut acme = Vec::new();
     for _ in 0..4 {
@@ -132,9 +128,7 @@ async fn purge_cuts_inside_a_block() {
 /// append with it.
 #[tokio::test]
 async fn appends_must_follow_the_chain_head() {
-    let store = SqliteAuditStore::open_in_memory()
-        .await
-        .expect("store");
+    let store = SqliteAuditStore::open_in_memory().await.expect("store");
     let mut chainer = Chainer::default();
     let first = stored(&store, &mut chainer, Some("acme"), 5).await;
     let heads = sorted_heads(&store).await;
