@@ -68,6 +68,10 @@ pub struct AuditConfig {
     pub queue_capacity: usize,
     /// Records written in one transaction, at most.
     pub batch_max: usize,
+    /// How long the writer waits for more records after the first of a batch (milliseconds; 0:
+    /// it writes what is queued at once). Fewer, larger appends cost less per record; a request
+    /// never waits for its record either way.
+    pub batch_linger_ms: u64,
     /// A signed checkpoint of a chain after this many records…
     pub checkpoint_every_records: u64,
     /// …or this many seconds after its last one (when it has new records).
@@ -92,6 +96,7 @@ impl Default for AuditConfig {
             mode: AuditMode::FailClosed,
             queue_capacity: 65_536,
             batch_max: 4_096,
+            batch_linger_ms: 10,
             checkpoint_every_records: 10_000,
             checkpoint_every_seconds: 60,
             client_ip: ClientIpMode::Store,
@@ -115,6 +120,11 @@ impl AuditConfig {
         if !(1..=65_536).contains(&self.batch_max) {
             return Err(ConfigError::Invalid(
                 "audit.batch_max must be between 1 and 65536",
+            ));
+        }
+        if self.batch_linger_ms > 1_000 {
+            return Err(ConfigError::Invalid(
+                "audit.batch_linger_ms must be between 0 and 1000",
             ));
         }
         if self.checkpoint_every_records == 0 {

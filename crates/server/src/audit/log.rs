@@ -121,6 +121,7 @@ impl AuditLog {
         metrics.healthy.set(1);
         let settings = WriterSettings {
             batch_max: config.batch_max,
+            linger: Duration::from_millis(config.batch_linger_ms),
             checkpoint_every_records: config.checkpoint_every_records,
             checkpoint_every: Duration::from_secs(config.checkpoint_every_seconds),
             capacity: config.queue_capacity,

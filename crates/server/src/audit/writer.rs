@@ -24,6 +24,7 @@ use super::log::{Health, Msg};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriterSettings {
     pub batch_max: usize,
+    pub linger: Duration,
     pub checkpoint_every_records: u64,
     pub checkpoint_every: Duration,
     pub capacity: usize,
@@ -83,18 +84,33 @@ pub(crate) async fn run(
             }
         };
         let Some(first) = first else { break };
+        // Take what is queued; then, unless someone waits for a flush, linger for more (up to
+        // `batch_max`), so that appends stay large when records trickle in.
+        let linger_until = tokio::time::Instant::now() + settings.linger;
         let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                Msg::Record(r) => records.push(*r),
-                Msg::Flush(done) => waiters.push(done),
-                Msg::SealHeads(done) => {
-                    seal_heads = true;
-                    waiters.push(done);
+        loop {
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Record(r) => records.push(*r),
+                    Msg::Flush(done) => waiters.push(done),
+                    Msg::SealHeads(done) => {
+                        seal_heads = true;
+                        waiters.push(done);
+                    }
+                }
+                if records.len() < settings.batch_max {
+                    next = rx.try_recv().ok();
                 }
             }
-            if records.len() < settings.batch_max {
-                next = rx.try_recv().ok();
+            if records.len() >= settings.batch_max || !waiters.is_empty() || records.is_empty() {
+                break;
+            }
+            next = tokio::select! {
+                m = rx.recv() => m,
+                _ = tokio::time::sleep_until(linger_until) => None,
+            };
+            if next.is_none() {
+                break;
             }
         }
         w.health
