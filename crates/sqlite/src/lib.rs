@@ -98,29 +98,9 @@ impl SqliteStore {
     }
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self> {
-        let options = options
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", format!("-{CACHE_KIB}"));
-        // The write connection is never closed while the store lives: it also keeps an
-        // in-memory database alive.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
+        let (write, read) = open_pools(options.foreign_keys(true), &MIGRATOR)
             .await
-            .map_err(db)?;
-        MIGRATOR
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrations: {e}")))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
-            .await
-            .map_err(db)?;
+            .map_err(StoreError::Backend)?;
         Ok(Self { write, read })
     }
 
@@ -135,6 +115,36 @@ impl SqliteStore {
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
+}
+
+/// The pools of a database: exactly one write connection, never closed while the pool lives (it
+/// also keeps an in-memory database alive), on which `migrator` runs, and [`READ_CONNECTIONS`]
+/// read-only connections. The error text is for logs only.
+pub(crate) async fn open_pools(
+    options: SqliteConnectOptions,
+    migrator: &Migrator,
+) -> std::result::Result<(SqlitePool, SqlitePool), String> {
+    let options = options
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("cache_size", format!("-{CACHE_KIB}"));
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    migrator
+        .run(&write)
+        .await
+        .map_err(|e| format!("migrations: {e}"))?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(READ_CONNECTIONS)
+        .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((write, read))
 }
 
 /// Creates `path` with mode 0600 when it does not exist, so that the database (and its WAL and

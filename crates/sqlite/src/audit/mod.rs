@@ -36,14 +36,13 @@ use portcullis_core::ids;
 use sqlx::{
     Executor as _, QueryBuilder, Row, Sqlite, SqlitePool, Transaction,
     migrate::Migrator,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 
 use self::{
     checkpoints::{backend, clamp, corrupt, digest, seq},
     codec::{Entries, Raw},
 };
-use crate::{BUSY_TIMEOUT, CACHE_KIB, READ_CONNECTIONS};
 
 static AUDIT_MIGRATOR: Migrator = sqlx::migrate!("./migrations_audit");
 
@@ -119,27 +118,9 @@ impl SqliteAuditStore {
     }
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self, AuditStoreError> {
-        let options = options
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", format!("-{CACHE_KIB}"));
-        // Never closed while the store lives: it also keeps an in-memory database alive.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
+        let (write, read) = crate::open_pools(options, &AUDIT_MIGRATOR)
             .await
-            .map_err(backend)?;
-        AUDIT_MIGRATOR
-            .run(&write)
-            .await
-            .map_err(|e| AuditStoreError::Backend(format!("audit migrations: {e}")))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
-            .await
-            .map_err(backend)?;
+            .map_err(|e| AuditStoreError::Backend(format!("audit database: {e}")))?;
         Ok(Self { write, read })
     }
 
