@@ -167,15 +167,7 @@ pub async fn sorted_heads(store: &dyn AuditStore) -> Vec<(String, Head)> {
     heads
 }
 
-/// Does `e` match `f`? (The rule every backend's search follows.)
+/// Does `e` match `f`? ([`AuditFilter::matches`] on its columns.)
 pub fn matches(e: &Entry, f: &AuditFilter) -> bool {
-    let c = &e.columns;
-    f.since_micros.is_none_or(|s| c.time_micros >= s)
-        && f.until_micros.is_none_or(|u| c.time_micros < u)
-        && f.key_id
-            .as_ref()
-            .is_none_or(|k| c.key_id.as_ref() == Some(k))
-        && f.action.as_ref().is_none_or(|a| &c.action == a)
-        && f.kind.is_none_or(|k| c.kind == k)
-        && f.decision.is_none_or(|d| c.decision == Some(d))
+    f.matches(&e.columns)
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crate::{
     chain::Head,
     checkpoint::Checkpoint,
-    record::{Decision, Entry, Kind},
+    record::{Columns, Decision, Entry, Kind},
 };
 
 /// An audit storage failure. The text is for logs and the operator, never for API clients.
@@ -32,6 +32,21 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub kind: Option<Kind>,
     pub decision: Option<Decision>,
+}
+
+impl AuditFilter {
+    /// Does an entry with these columns match? The rule every backend's search follows.
+    pub fn matches(&self, c: &Columns) -> bool {
+        self.since_micros.is_none_or(|s| c.time_micros >= s)
+            && self.until_micros.is_none_or(|u| c.time_micros < u)
+            && self
+                .key_id
+                .as_ref()
+                .is_none_or(|k| c.key_id.as_ref() == Some(k))
+            && self.action.as_ref().is_none_or(|a| &c.action == a)
+            && self.kind.is_none_or(|k| c.kind == k)
+            && self.decision.is_none_or(|d| c.decision == Some(d))
+    }
 }
 
 /// Where audit entries and checkpoints are kept. Append-only for everything but [`purge`],

@@ -204,17 +204,6 @@ impl SqliteAuditStore {
     }
 }
 
-/// Do an entry's columns match `f`? (The rule of the conformance suite.)
-fn matches(c: &portcullis_audit::Columns, f: &AuditFilter) -> bool {
-    f.since_micros.is_none_or(|s| c.time_micros >= s)
-        && f.until_micros.is_none_or(|u| c.time_micros < u)
-        && f.key_id
-            .as_ref()
-            .is_none_or(|k| c.key_id.as_ref() == Some(k))
-        && f.action.as_ref().is_none_or(|a| &c.action == a)
-        && f.kind.is_none_or(|k| c.kind == k)
-        && f.decision.is_none_or(|d| c.decision == Some(d))
-}
 
 /// A statement listing the distinct chains of `audit_blocks` (a skip scan of the primary key,
 /// never the whole table) as `c(chain)`, with a NULL row last.
@@ -355,7 +344,7 @@ impl AuditStore for SqliteAuditStore {
         };
         self.scan(chain, range, |raw| {
             let entry = codec::entry(chain, &raw)?;
-            if matches(&entry.columns, filter) {
+            if filter.matches(&entry.columns) {
                 out.push(entry);
             }
             Ok(if out.len() >= limit {
