@@ -204,7 +204,6 @@ impl SqliteAuditStore {
     }
 }
 
-
 /// A statement listing the distinct chains of `audit_blocks` (a skip scan of the primary key,
 /// never the whole table) as `c(chain)`, with a NULL row last.
 const CHAINS_CTE: &str = "WITH RECURSIVE c(chain) AS ( \
