@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Admin {
                 });
             }
             state.audit.record(audit::request::auth_failure(
-                state.clock.now(),
+                state.clock.precise_now(),
                 tenant,
                 reason,
                 hint,

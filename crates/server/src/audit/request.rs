@@ -134,7 +134,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         return next.run(req).await;
     }
     let started = Instant::now();
-    let time = state.clock.now();
+    let time = state.clock.precise_now();
     let method = req.method().as_str().to_owned();
     let route = req
         .extensions()

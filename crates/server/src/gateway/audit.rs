@@ -36,7 +36,7 @@ impl Started {
     pub fn of(gw: &Gateway, req: &Request) -> Self {
         Self {
             at: Instant::now(),
-            time: gw.app.clock.now(),
+            time: gw.app.clock.precise_now(),
             method: req.method().as_str().to_owned(),
             path: req.uri().path().to_owned(),
             bytes_in: api::declared_length(req.headers()),
@@ -121,7 +121,7 @@ pub(super) fn auth_failure_record(
         client,
     );
     api::auth_failure(
-        gw.app.clock.now(),
+        gw.app.clock.precise_now(),
         owner,
         reason,
         hint,

@@ -575,7 +575,7 @@ async fn send(
         metered = metered.measured(content_type, move |facts| {
             if log.enabled() {
                 log.record(audit::upload_record(
-                    clock.now(),
+                    clock.precise_now(),
                     &route_name,
                     &request_id,
                     key,
