@@ -182,14 +182,7 @@ async fn api_requests_auth_failures_and_changes_are_recorded() {
 }
 
 fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
-    let mut g = GatewayConfig {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        ..GatewayConfig::default()
-    };
-    g.upstreams.insert(
-        "main".into(),
-        support::gateway::upstream(format!("http://{upstream}"), 5_000),
-    );
+    let mut g = support::gateway::config(format!("http://{upstream}"), 5_000);
     let mut files = support::gateway::route("files", "/files", "main");
     files.upload = true;
     g.routes.push(files);

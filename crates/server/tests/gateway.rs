@@ -13,14 +13,7 @@ use support::{
 };
 
 fn config(up: &Upstream) -> GatewayConfig {
-    let mut g = GatewayConfig {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        ..GatewayConfig::default()
-    };
-    g.upstreams.insert(
-        "main".into(),
-        support::gateway::upstream(format!("http://{}", up.addr), 1_000),
-    );
+    let mut g = support::gateway::config(format!("http://{}", up.addr), 1_000);
     g.upstreams.insert(
         "dead".into(),
         support::gateway::upstream("http://127.0.0.1:1".into(), 1_000),

@@ -11,7 +11,7 @@ use std::{
 };
 
 use axum::body::Bytes;
-use portcullis_server::gateway::{config::GatewayConfig, upload::UploadFacts};
+use portcullis_server::gateway::upload::UploadFacts;
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::{Body, Client, StatusCode};
 use serde_json::{Value, json};
@@ -23,14 +23,7 @@ use support::{
 
 async fn setup() -> (TestServer, Upstream, String) {
     let up = upstream::start().await;
-    let mut g = GatewayConfig {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        ..GatewayConfig::default()
-    };
-    g.upstreams.insert(
-        "main".into(),
-        support::gateway::upstream(format!("http://{}", up.addr), 30_000),
-    );
+    let mut g = support::gateway::config(format!("http://{}", up.addr), 30_000);
     let mut upload = route("upload", "/upload", "main");
     upload.upload = true;
     upload.max_body_bytes = Some(64 * 1024);

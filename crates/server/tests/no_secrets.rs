@@ -13,14 +13,7 @@ mod support;
 
 /// A gateway with one upload route in front of a real upstream.
 fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
-    let mut g = GatewayConfig {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        ..GatewayConfig::default()
-    };
-    g.upstreams.insert(
-        "main".into(),
-        support::gateway::upstream(format!("http://{upstream}"), 5_000),
-    );
+    let mut g = support::gateway::config(format!("http://{upstream}"), 5_000);
     let mut files = support::gateway::route("files", "/", "main");
     files.scopes = vec!["a:read".into()];
     files.upload = true;

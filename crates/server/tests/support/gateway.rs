@@ -1,5 +1,7 @@
 //! Gateway configuration pieces shared by the gateway tests.
-use portcullis_server::gateway::config::{RouteConfig, RouteEnvironment, UpstreamConfig};
+use portcullis_server::gateway::config::{
+    GatewayConfig, RouteConfig, RouteEnvironment, UpstreamConfig,
+};
 use portcullis_testkit::TestServer;
 
 /// A route to `upstream` with every option at its default: no scopes, any environment, no limit.
@@ -29,6 +31,16 @@ pub fn upstream(url: String, timeout_ms: u64) -> UpstreamConfig {
         pool_max_idle: 8,
         danger_allow_plaintext_upstream: false,
     }
+}
+
+/// A gateway listening on 127.0.0.1:0 with one upstream `main` at `url`, and no routes yet.
+pub fn config(url: String, timeout_ms: u64) -> GatewayConfig {
+    let mut g = GatewayConfig {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        ..GatewayConfig::default()
+    };
+    g.upstreams.insert("main".into(), upstream(url, timeout_ms));
+    g
 }
 
 /// The server's `/metrics` text.
