@@ -39,7 +39,19 @@ pub enum AuditError {
     /// The records were not committed in time (the audit store is failing or slow).
     #[error("the audit records were not written within {0:?}; see the log for the store error")]
     Timeout(Duration),
+    /// `fail_closed`: records cannot be kept now (the last write failed, or no place in the
+    /// queue freed up in time), so the request is refused.
+    #[error("the audit log cannot record now")]
+    Unavailable,
 }
+
+/// How long a request waits for a place in a full queue (`fail_closed`) before it is refused.
+pub const ADMIT_WAIT: Duration = Duration::from_secs(1);
+
+/// A place in the queue reserved at admission for a request's record (`fail_closed`), so a
+/// request that was served is always recorded; empty in the other modes.
+#[derive(Debug)]
+pub struct Slot(Option<mpsc::OwnedPermit<Msg>>);
 
 /// Health shared by the handle and the writer.
 #[derive(Debug)]
@@ -163,6 +175,38 @@ impl AuditLog {
         if inner.tx.try_send(Msg::Record(Box::new(record))).is_err() {
             self.metrics.dropped.inc();
             inner.health.degrade("audit queue full");
+        }
+    }
+
+    /// Admits a request. In `fail_closed` mode it reserves a place in the queue for the request's
+    /// record, waiting up to [`ADMIT_WAIT`] while the queue is full (backpressure rather than
+    /// refusing at once), and refuses while the last write failed or when no place frees up in
+    /// time. In the other modes (and for a disabled log) it admits at once.
+    pub async fn admit(&self) -> Result<Slot, AuditError> {
+        let Some(inner) = self.inner.as_ref().filter(|i| i.fail_closed) else {
+            return Ok(Slot(None));
+        };
+        if inner.health.failing.load(Ordering::Relaxed) {
+            return Err(AuditError::Unavailable);
+        }
+        match tokio::time::timeout(ADMIT_WAIT, inner.tx.clone().reserve_owned()).await {
+            Ok(Ok(permit)) => Ok(Slot(Some(permit))),
+            Ok(Err(_)) => Err(AuditError::Stopped),
+            Err(_) => {
+                inner.health.degrade("audit queue full");
+                Err(AuditError::Unavailable)
+            }
+        }
+    }
+
+    /// Queues a request's record in the place reserved at admission (without one, as
+    /// [`record`](Self::record) does).
+    pub fn record_in(&self, slot: Slot, record: Record) {
+        match slot.0 {
+            Some(permit) => {
+                permit.send(Msg::Record(Box::new(record)));
+            }
+            None => self.record(record),
         }
     }
 
@@ -406,6 +450,51 @@ mod tests {
         log.record(rec("acme", 2));
         assert_eq!(log.metrics().dropped.get(), 1);
         assert!(matches!(log.flush().await, Err(AuditError::Stopped)));
+    }
+
+    #[tokio::test]
+    async fn fail_closed_reserves_a_place_for_every_admitted_request() {
+        let store = SqliteAuditStore::open_in_memory().await.expect("store");
+        let cfg = AuditConfig {
+            queue_capacity: 2,
+            ..AuditConfig::default()
+        };
+        let log = start(&store, &cfg);
+        // Admitted while there is room; then other records fill the queue (the writer has not
+        // run yet on this single-threaded runtime): the admitted request's record still fits.
+        let place = log.admit().await.expect("admitted");
+        log.record(rec("acme", 0));
+        log.record(rec("acme", 1));
+        assert_eq!(
+            log.metrics().dropped.get(),
+            1,
+            "the reserved place is taken"
+        );
+        log.record_in(place, rec("acme", 2));
+        assert_eq!(
+            log.metrics().dropped.get(),
+            1,
+            "the admitted request is recorded"
+        );
+        // A full queue makes the next request wait for the writer, not fail.
+        let next = log
+            .admit()
+            .await
+            .expect("admitted once the writer drained the queue");
+        log.record_in(next, rec("acme", 3));
+        log.flush().await.expect("flush");
+        assert_eq!(log.metrics().written.get(), 3);
+
+        // Best effort reserves nothing and admits at once.
+        let cfg = AuditConfig {
+            mode: AuditMode::BestEffort,
+            ..cfg
+        };
+        let other = start(
+            &SqliteAuditStore::open_in_memory().await.expect("store"),
+            &cfg,
+        );
+        assert!(other.admit().await.expect("admitted").0.is_none());
     }
 
     #[tokio::test]

@@ -127,9 +127,9 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     if ungated(path) {
         return next.run(req).await;
     }
-    if state.audit.refusing() {
+    let Ok(place) = state.audit.admit().await else {
         return unavailable().into_response();
-    }
+    };
     if !state.audit.enabled() {
         return next.run(req).await;
     }
@@ -191,7 +191,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     if let Some(a) = facts.auth {
         r.data.insert("auth".into(), a.into());
     }
-    state.audit.record(r);
+    state.audit.record_in(place, r);
     resp
 }
 

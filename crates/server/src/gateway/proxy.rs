@@ -79,7 +79,7 @@ pub async fn handle(
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     req: Request,
 ) -> Response {
-    if gw.app.audit.refusing() {
+    let Ok(place) = gw.app.audit.admit().await else {
         let resp = crate::audit::request::unavailable().into_response();
         gw.app
             .metrics
@@ -91,7 +91,7 @@ pub async fn handle(
             })
             .inc();
         return resp;
-    }
+    };
     let start = Instant::now();
     let started = audit::Started::of(&gw, &req);
     let rt = gw.runtime();
@@ -121,13 +121,10 @@ pub async fn handle(
             code,
             bytes_out,
         };
-        gw.app.audit.record(audit::request_record(
-            &gw,
-            peer.ip(),
-            started,
-            facts,
-            answer,
-        ));
+        gw.app.audit.record_in(
+            place,
+            audit::request_record(&gw, peer.ip(), started, facts, answer),
+        );
     }
     m.gateway_requests
         .get_or_create(&GatewayLabels {
