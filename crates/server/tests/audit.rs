@@ -482,25 +482,9 @@ async fn fail_closed_refuses_while_the_store_cannot_be_written_and_recovers() {
     assert_chains_verify(&s).await;
 }
 
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn best_effort_keeps_serving_and_counts_drops() {
-    let capture = Capture::default();
+    let capture = support::Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
@@ -535,7 +519,7 @@ async fn best_effort_keeps_serving_and_counts_drops() {
         .expect("written after the lock is gone");
     assert!(s.audit.healthy());
     assert_chains_verify(&s).await;
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).to_string();
+    let logs = capture.text();
     assert_eq!(
         logs.matches("audit log degraded").count(),
         1,

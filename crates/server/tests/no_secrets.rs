@@ -1,9 +1,4 @@
 //! Collects every log line of a whole run and every stored row, and finds no key secret in them.
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use portcullis_server::gateway::config::GatewayConfig;
 use portcullis_testkit::spawn_with;
 use reqwest::Method;
@@ -19,22 +14,6 @@ fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
     files.upload = true;
     g.routes.push(files);
     g
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Every row of every table of the audit database, as text (read with a connection of its own,
@@ -87,7 +66,7 @@ async fn audit_rows(s: &portcullis_testkit::TestServer) -> String {
 
 #[tokio::test]
 async fn no_secret_in_logs_or_rows() {
-    let capture = Capture::default();
+    let capture = support::Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -193,7 +172,7 @@ async fn no_secret_in_logs_or_rows() {
     s.shutdown().await;
     drop(_guard);
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().expect("lock")).to_string();
+    let logs = capture.text();
     assert!(logs.contains("key created"), "logs were captured");
     assert!(
         logs.contains("upload measured"),
