@@ -113,8 +113,8 @@ fn time_arg(name: &str, s: Option<&str>) -> Result<Option<i64>, Failure> {
     .transpose()
 }
 
-/// Opens an existing audit database (it is never created here).
-async fn open_store(config: &Config) -> Result<SqliteAuditStore, Failure> {
+/// The path of the audit database, which must exist (it is never created here).
+fn existing_database(config: &Config) -> Result<std::path::PathBuf, Failure> {
     let path = config.audit_database();
     if !path.exists() {
         return Err(usage(format!(
@@ -122,7 +122,12 @@ async fn open_store(config: &Config) -> Result<SqliteAuditStore, Failure> {
             path.display()
         )));
     }
-    SqliteAuditStore::open(&path)
+    Ok(path)
+}
+
+/// Opens the existing audit database.
+async fn open_store(config: &Config) -> Result<SqliteAuditStore, Failure> {
+    SqliteAuditStore::open(&existing_database(config)?)
         .await
         .map_err(|e| usage(format!("audit log: {e}")))
 }
@@ -200,7 +205,7 @@ pub async fn run(config: &Config, out: &Output, cmd: AuditCmd) -> Result<(), Fai
         }
         AuditCmd::Purge { tenant } => {
             let only = tenant.as_deref().map(chain_arg).transpose()?;
-            open_store(config).await?;
+            existing_database(config)?;
             let log = open_log(config).await?;
             let report = audit::retention::purge(
                 &log,
