@@ -93,7 +93,12 @@ pub async fn handle(
         return resp;
     };
     let start = Instant::now();
-    let started = audit::Started::of(&gw, &req);
+    // What the audit record needs of the request, only when there is a log to record into.
+    let started = gw
+        .app
+        .audit
+        .enabled()
+        .then(|| audit::Started::of(&gw, &req));
     let rt = gw.runtime();
     let m = &gw.app.metrics;
     let mut facts = audit::Facts::default();
@@ -111,7 +116,7 @@ pub async fn handle(
             route: route.clone(),
         })
         .observe(start.elapsed().as_secs_f64());
-    if gw.app.audit.enabled() {
+    if let Some(started) = started {
         let status = resp.status().as_u16();
         let bytes_out = crate::audit::request::response_length(&resp);
         let answer = audit::Answer {
