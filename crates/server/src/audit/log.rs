@@ -51,7 +51,7 @@ pub const ADMIT_WAIT: Duration = Duration::from_secs(1);
 /// A place in the queue reserved at admission for a request's record (`fail_closed`), so a
 /// request that was served is always recorded; empty in the other modes.
 #[derive(Debug)]
-pub struct Slot(Option<mpsc::OwnedPermit<Msg>>);
+pub struct QueuePlace(Option<mpsc::OwnedPermit<Msg>>);
 
 /// Health shared by the handle and the writer.
 #[derive(Debug)]
@@ -182,15 +182,15 @@ impl AuditLog {
     /// record, waiting up to [`ADMIT_WAIT`] while the queue is full (backpressure rather than
     /// refusing at once), and refuses while the last write failed or when no place frees up in
     /// time. In the other modes (and for a disabled log) it admits at once.
-    pub async fn admit(&self) -> Result<Slot, AuditError> {
+    pub async fn admit(&self) -> Result<QueuePlace, AuditError> {
         let Some(inner) = self.inner.as_ref().filter(|i| i.fail_closed) else {
-            return Ok(Slot(None));
+            return Ok(QueuePlace(None));
         };
         if inner.health.failing.load(Ordering::Relaxed) {
             return Err(AuditError::Unavailable);
         }
         match tokio::time::timeout(ADMIT_WAIT, inner.tx.clone().reserve_owned()).await {
-            Ok(Ok(permit)) => Ok(Slot(Some(permit))),
+            Ok(Ok(permit)) => Ok(QueuePlace(Some(permit))),
             Ok(Err(_)) => Err(AuditError::Stopped),
             Err(_) => {
                 inner.health.degrade("audit queue full");
@@ -201,8 +201,8 @@ impl AuditLog {
 
     /// Queues a request's record in the place reserved at admission (without one, as
     /// [`record`](Self::record) does).
-    pub fn record_in(&self, slot: Slot, record: Record) {
-        match slot.0 {
+    pub fn record_in(&self, place: QueuePlace, record: Record) {
+        match place.0 {
             Some(permit) => {
                 permit.send(Msg::Record(Box::new(record)));
             }
