@@ -111,7 +111,7 @@ fn periodic(chainer: &Chainer, signer: &CheckpointSigner) -> Vec<Checkpoint> {
 /// appended (by a task of its own, as the server's writer would hand it over).
 async fn run_pipelined(args: &Args, dir: &Path) -> Result<serde_json::Value, AnyError> {
     let candidate = SqliteAuditStore::open(&dir.join("candidate.sqlite3")).await?;
-    let signer = CheckpointSigner::from_seed(&[1; 32]);
+    let signer = portcullis_bench::audit::signer();
     let mut chainer = Chainer::default();
     let mut rng = SmallRng::seed_from_u64(7);
     let start = OffsetDateTime::now_utc();
@@ -192,7 +192,7 @@ async fn run(args: &Args, dir: &Path) -> Result<serde_json::Value, AnyError> {
     }
     let candidate = SqliteAuditStore::open(&dir.join("candidate.sqlite3")).await?;
     let baseline = SqliteAuditStore::open(&dir.join("baseline.sqlite3")).await?;
-    let signer = CheckpointSigner::from_seed(&[1; 32]);
+    let signer = portcullis_bench::audit::signer();
     let mut chainer = Chainer::default();
     let mut numbers = std::collections::HashMap::new();
     let mut rng = SmallRng::seed_from_u64(7);
