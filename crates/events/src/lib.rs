@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod model;
 
 pub use backend::{EventBackend, EventError};

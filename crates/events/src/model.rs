@@ -192,6 +192,12 @@ impl Scope {
 /// The subject token of events of no tenant (not a valid tenant id, so never a tenant's).
 pub const SYSTEM_TENANT: &str = "_system";
 
+/// `t` without its sub-microsecond part: event times are kept to the microsecond.
+pub fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let nanos = t.nanosecond();
+    t.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(t)
+}
+
 /// An event as stored and delivered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -262,13 +268,14 @@ impl NewEvent {
         }
     }
 
-    /// The stored event once the backend gave it `id`.
+    /// The stored event once the backend gave it `id` (its time kept to the microsecond, as
+    /// every backend stores it).
     pub fn into_event(self, id: u64) -> Event {
         Event {
             id,
             kind: self.kind,
             tenant: self.tenant,
-            time: self.time,
+            time: to_micros(self.time),
             data: self.data,
         }
     }

@@ -48,6 +48,7 @@ macro_rules! admin_columns {
 }
 
 pub mod audit;
+pub mod events;
 mod bulk;
 mod queries;
 mod rows;
@@ -61,6 +62,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const CACHE_KIB: u32 = 16 * 1024;
 
 pub use audit::SqliteAuditStore;
+pub use events::SqliteEventStore;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
