@@ -275,6 +275,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let policy = config.key_policy();
     // Changes are recorded with actor `operator`; the records are written before exiting.
     let audit = open_audit(&config).await?;
+    // Key changes are published as events too: a server beside this command serves them.
+    let events = open_events(&config).await?;
     let ctx = Ctx {
         actor: audit::OPERATOR,
         audit: &audit,
@@ -283,6 +285,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         policy: &policy,
         now: clock.now(),
         cache: None,
+        events: Some(&events),
     };
     let result = match cli.command {
         Command::Serve { .. } | Command::Audit(_) => unreachable!("handled above"),
@@ -301,6 +304,13 @@ async fn open_audit(config: &Config) -> Result<audit::AuditLog, Failure> {
     audit::open(config, clock, Default::default())
         .await
         .map_err(|e| Failure::Usage(format!("audit log: {e}")))
+}
+
+/// Opens the configured event backend (a disabled handle when `[events] enabled = false`).
+async fn open_events(config: &Config) -> Result<portcullis_server::events::Events, Failure> {
+    portcullis_server::events::open(config)
+        .await
+        .map_err(|e| Failure::Usage(format!("events: {e}")))
 }
 
 async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(), Failure> {
@@ -325,7 +335,8 @@ async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(
         .map_err(|e| Failure::Usage(e.to_string()))?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "portcullis listening");
     let store: Arc<dyn Store> = dir.store;
-    let state = AppState::with_audit(&config, store, dir.pepper, clock, audit);
+    let events = open_events(&config).await?;
+    let state = AppState::with_audit(&config, store, dir.pepper, clock, audit).with_events(events);
     let gateway = match config.gateway.listen {
         None => None,
         Some(gaddr) => {

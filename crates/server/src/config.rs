@@ -33,6 +33,8 @@ pub struct Config {
     pub gateway: crate::gateway::GatewayConfig,
     /// The tamper-evident audit log.
     pub audit: AuditConfig,
+    /// Events: SSE stream, webhooks, anomaly alerts (see `docs/events.md`).
+    pub events: crate::events::EventsConfig,
 }
 
 /// What the server does when the audit log cannot keep up or cannot be written.
@@ -216,6 +218,7 @@ impl Default for Config {
             log: LogConfig::default(),
             gateway: crate::gateway::GatewayConfig::default(),
             audit: AuditConfig::default(),
+            events: crate::events::EventsConfig::default(),
         }
     }
 }
@@ -324,7 +327,16 @@ impl Config {
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return Err(ConfigError::Invalid("log.format must be json or text"));
         }
-        self.audit.validate()
+        self.audit.validate()?;
+        self.events.validate()
+    }
+
+    /// The embedded events database file.
+    pub fn events_database(&self) -> PathBuf {
+        self.events
+            .database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("events.sqlite3"))
     }
 
     /// The audit database file.

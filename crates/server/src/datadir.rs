@@ -144,6 +144,7 @@ pub async fn ensure_root_admin(
         policy: &policy,
         now: clock.now(),
         cache: None,
+        events: None,
     };
     Ok(Some(crate::ops::create_admin_key(ctx, root).await?))
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod datadir;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod gateway;
 pub mod health;

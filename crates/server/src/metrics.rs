@@ -93,6 +93,8 @@ pub struct Metrics {
     pub brute_force_blocks: Counter,
     pub gateway_open_connections: Gauge,
     pub audit: AuditMetrics,
+    /// The event pipeline's handles ([`crate::events::Events`] takes clones of them).
+    pub events: crate::events::EventsMetrics,
 }
 
 /// The audit log's metrics. Cheap to clone (every handle shares its value): the audit writer
@@ -263,8 +265,11 @@ impl Metrics {
             gateway_open_connections.clone(),
         );
         audit.register(&mut registry);
+        let events = crate::events::EventsMetrics::default();
+        events.register(&mut registry);
         Self {
             audit,
+            events,
             registry,
             gateway_requests,
             gateway_duration,

@@ -21,7 +21,9 @@ use crate::{
     audit::{AuditLog, Kind, Record},
     cache::KeyCache,
     error::ApiError,
+    events::Events,
 };
+use portcullis_events::EventType;
 
 /// Everything a change needs.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +38,29 @@ pub struct Ctx<'a> {
     pub now: OffsetDateTime,
     /// The cache to invalidate (the CLI has none).
     pub cache: Option<&'a KeyCache>,
+    /// Where key events are published (none: not published).
+    pub events: Option<&'a Events>,
+}
+
+/// Publishes a key event about `key` (its non-secret facts, and who acted) and waits until it
+/// is stored.
+async fn key_event(ctx: Ctx<'_>, kind: EventType, key: &ApiKey, extra: Option<(&str, Value)>) {
+    let Some(events) = ctx.events else { return };
+    let mut data = serde_json::json!({
+        "key_id": key.id,
+        "name": key.name,
+        "environment": key.environment,
+        "hint": key.hint,
+        "scopes": key.scopes,
+        "expires_at": key.expires_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+        "actor": ctx.actor,
+    });
+    if let (Some((k, v)), Value::Object(m)) = (extra, &mut data) {
+        m.insert(k.to_owned(), v);
+    }
+    events
+        .emit(kind, Some(key.tenant_id.clone()), ctx.now, data)
+        .await;
 }
 
 fn json<T: Serialize>(v: &T) -> Value {
@@ -191,6 +216,7 @@ pub async fn create_key(
         None,
         json(&new.key),
     );
+    key_event(ctx, EventType::KeyCreated, &new.key, None).await;
     Ok(new)
 }
 
@@ -232,6 +258,7 @@ pub async fn update_key(
         json(&key),
     );
     invalidate(ctx, tenant, id).await?;
+    key_event(ctx, EventType::KeyUpdated, &key, None).await;
     Ok(key)
 }
 
@@ -282,6 +309,16 @@ pub async fn roll_key(
         Some(json(&current)),
         after,
     );
+    let overlap = previous_secret_expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_or(Value::Null, Value::String);
+    key_event(
+        ctx,
+        EventType::KeyRolled,
+        &rolled.key,
+        Some(("previous_secret_expires_at", overlap)),
+    )
+    .await;
     Ok(RolledKey {
         key: rolled.key,
         secret,
@@ -302,5 +339,9 @@ pub async fn revoke_key(ctx: Ctx<'_>, tenant: &TenantId, id: &str) -> Result<Api
         json(&key),
     );
     invalidate(ctx, tenant, id).await?;
+    // Revoking is idempotent; the event is raised by the first revocation only.
+    if before.is_some_and(|b| b.revoked_at.is_none()) {
+        key_event(ctx, EventType::KeyRevoked, &key, None).await;
+    }
     Ok(key)
 }

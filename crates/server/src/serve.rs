@@ -60,6 +60,12 @@ pub async fn serve_all(
             state.clock.clone(),
         ));
     }
+    if state.events.backend().is_some() {
+        tasks.push(crate::events::spawn_purger(
+            state.events.clone(),
+            state.clock.clone(),
+        ));
+    }
     let gateway_server = gateway.map(|g| {
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));
         #[cfg(unix)]

@@ -8,6 +8,7 @@ use crate::{
     audit::AuditLog,
     cache::KeyCache,
     config::{ClientIpMode, Config},
+    events::Events,
     metrics::Metrics,
     usage::UsageRecorder,
 };
@@ -38,6 +39,9 @@ pub struct Shared {
     pub audit: AuditLog,
     /// How client addresses go into audit records.
     pub audit_client_ip: ClientIpMode,
+    /// Where events are published (a disabled handle unless given with
+    /// [`AppState::with_events`]).
+    pub events: Events,
 }
 
 impl AppState {
@@ -71,7 +75,18 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             audit,
             audit_client_ip: config.audit.client_ip,
+            events: Events::disabled(),
         }))
+    }
+
+    /// The state publishing events to `events` (whose counters join the server's `/metrics`).
+    /// Call it on a state just built, before it is cloned.
+    pub fn with_events(mut self, mut events: Events) -> Self {
+        let shared = Arc::get_mut(&mut self.0)
+            .expect("AppState::with_events is called on a state that was not cloned yet");
+        events.metrics = shared.metrics.events.clone();
+        shared.events = events;
+        self
     }
 
     /// The context of a change made through the API by `actor` (an admin key id).
@@ -84,6 +99,7 @@ impl AppState {
             policy: &self.policy,
             now: self.clock.now(),
             cache: Some(&self.cache),
+            events: Some(&self.events),
         }
     }
 }

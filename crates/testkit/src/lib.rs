@@ -68,13 +68,17 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
             .expect("a new store has no admin key");
     let store = data.store.clone();
     let dyn_store: Arc<dyn Store> = data.store;
+    let events = portcullis_server::events::open(&config)
+        .await
+        .expect("open the event backend");
     let state = AppState::with_audit(
         &config,
         dyn_store,
         data.pepper,
         clock.clone(),
         audit.clone(),
-    );
+    )
+    .with_events(events);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .expect("bind");
@@ -214,6 +218,7 @@ impl TestServer {
             policy: &policy,
             now: self.clock.now(),
             cache: None,
+            events: None,
         };
         let new = portcullis_server::ops::create_admin_key(ctx, input)
             .await
