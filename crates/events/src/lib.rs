@@ -5,8 +5,12 @@
 //! - [`backend`]: the [`EventBackend`] trait every backend implements (the embedded SQLite one
 //!   in `portcullis-sqlite`, NATS JetStream): durable, ordered ids, duplicates dropped by
 //!   message id, replay after an id, a live feed.
+//! - [`anomaly`]: the anomaly detector (rate spikes, new IPs, failure bursts, revoked keys in
+//!   use, rate-limited requests per window): in memory, fed by the request path, one event per
+//!   episode.
 #![forbid(unsafe_code)]
 
+pub mod anomaly;
 pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
