@@ -46,15 +46,10 @@ pub struct Ctx<'a> {
 /// is stored.
 async fn key_event(ctx: Ctx<'_>, kind: EventType, key: &ApiKey, extra: Option<(&str, Value)>) {
     let Some(events) = ctx.events else { return };
-    let mut data = serde_json::json!({
-        "key_id": key.id,
-        "name": key.name,
-        "environment": key.environment,
-        "hint": key.hint,
-        "scopes": key.scopes,
-        "expires_at": key.expires_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-        "actor": ctx.actor,
-    });
+    let mut data = crate::events::key_data(key);
+    if let Value::Object(m) = &mut data {
+        m.insert("actor".into(), Value::from(ctx.actor));
+    }
     if let (Some((k, v)), Value::Object(m)) = (extra, &mut data) {
         m.insert(k.to_owned(), v);
     }

@@ -65,6 +65,8 @@ pub async fn serve_all(
             state.events.clone(),
             state.clock.clone(),
         ));
+        tasks.extend(crate::events::expiry::spawn_scanner(state.clone()));
+        tasks.extend(crate::events::audit_health::spawn_watcher(state.clone()));
     }
     let gateway_server = gateway.map(|g| {
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));

@@ -155,6 +155,37 @@ impl Store for SqliteStore {
         Ok(page(items, limit, |k| k.id.clone()))
     }
 
+    async fn keys_expiring(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        after: Option<&(OffsetDateTime, String)>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>> {
+        let limit = PageRequest { after: None, limit }.effective_limit();
+        let mut q = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys k WHERE k.revoked_at IS NULL AND k.expires_at >= "
+        ));
+        q.push_bind(from.unix_timestamp())
+            .push(" AND k.expires_at < ")
+            .push_bind(to.unix_timestamp());
+        if let Some((at, id)) = after {
+            q.push(" AND (k.expires_at > ")
+                .push_bind(at.unix_timestamp())
+                .push(" OR (k.expires_at = ")
+                .push_bind(at.unix_timestamp())
+                .push(" AND k.id > ")
+                .push_bind(id.as_str())
+                .push("))");
+        }
+        q.push(" ORDER BY k.expires_at, k.id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
+        rows.iter().map(rows::api_key).collect()
+    }
+
     async fn update_key(
         &self,
         tenant: &TenantId,

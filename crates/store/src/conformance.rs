@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
                 roll_key_revoked_or_missing,
                 revoke_key_idempotent,
                 touch_keys_records_last_use,
+                keys_expiring_in_window,
                 admin_key_lifecycle,
                 admin_key_round_trip,
                 admin_key_needs_tenant,

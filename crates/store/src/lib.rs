@@ -160,6 +160,17 @@ pub trait Store: Send + Sync + Debug {
     async fn key_hashes(&self, tenant: &TenantId, id: &str) -> Result<Vec<KeyHash>>;
     /// Resolves a presented key's hash.
     async fn find_key(&self, hash: &KeyHash) -> Result<Option<KeyMatch>>;
+    /// Keys of every tenant, not revoked, whose expiry is in `from..to`, ordered by expiry then
+    /// id, after `after` (the expiry and id of the last key of the previous page), at most
+    /// `limit` (0: the default page; capped at [`MAX_STORE_PAGE_SIZE`]). For the expiry notices
+    /// (`key.expiring`, `key.expired`), never for a tenant's caller.
+    async fn keys_expiring(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        after: Option<&(OffsetDateTime, String)>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>>;
     /// Records last use of keys (batched by the caller): API keys and admin keys alike, by id.
     /// Unknown ids are ignored; `last_used_at` never moves backwards; `updated_at` is untouched.
     async fn touch_keys(&self, used: &[(String, OffsetDateTime)]) -> Result<()>;

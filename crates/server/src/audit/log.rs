@@ -218,6 +218,13 @@ impl AuditLog {
         })
     }
 
+    /// Is a degraded episode under way (records dropped or writes failing)?
+    pub fn degraded(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.health.degraded.load(Ordering::Relaxed))
+    }
+
     /// Did the last write succeed (true for a disabled log)?
     pub fn healthy(&self) -> bool {
         self.inner

@@ -12,9 +12,27 @@ use portcullis_events::{Event, EventBackend, EventError, EventType, NewEvent};
 use prometheus_client::{metrics::counter::Counter, metrics::gauge::Gauge, registry::Registry};
 use time::OffsetDateTime;
 
+pub mod audit_health;
 pub mod config;
+pub mod expiry;
 
 pub use config::{EventsBackendKind, EventsConfig};
+
+/// The non-secret facts of a key that key events carry.
+pub fn key_data(key: &portcullis_core::model::ApiKey) -> serde_json::Value {
+    let rfc3339 = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    serde_json::json!({
+        "key_id": key.id,
+        "name": key.name,
+        "environment": key.environment,
+        "hint": key.hint,
+        "scopes": key.scopes,
+        "expires_at": key.expires_at.and_then(rfc3339),
+    })
+}
 
 /// Counters of the event pipeline (on `/metrics`).
 #[derive(Debug, Clone, Default)]

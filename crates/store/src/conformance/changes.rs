@@ -4,12 +4,13 @@ use std::sync::Arc;
 use portcullis_core::{
     error::ValidationError,
     ip::IpAllowlist,
+    model::ApiKey,
     request::{Rfc3339, UpdateKey},
     tenant::{Environment, TenantId},
 };
 use serde_json::{Map, Value, json};
 
-use super::{assert_not_found, at, new_hash, scope, sorted, stored_key, stored_tenant, tid};
+use super::{assert_not_found, at, key, new_hash, scope, sorted, stored_key, stored_tenant, tid};
 use crate::{Store, StoreError};
 
 fn object(v: Value) -> Map<String, Value> {
@@ -442,4 +443,66 @@ pub async fn concurrent_updates_all_land(store: Arc<dyn Store>) {
     expected.extend((0..20).map(|i| scope(&format!("res{i}:read"))));
     expected.sort();
     assert_eq!(stored.scopes, expected, "every concurrent edit landed");
+}
+
+/// Keys expiring in a window: across tenants, revoked and unexpiring ones left out, ordered by
+/// expiry then id, paged by (expiry, id).
+pub async fn keys_expiring_in_window(store: Arc<dyn Store>) {
+    let a = stored_tenant(store.as_ref(), "acme").await;
+    let b = stored_tenant(store.as_ref(), "beta").await;
+    let mut made = Vec::new();
+    for (t, name, expiry) in [
+        (&a, "soon", Some(100)),
+        (&b, "soon-too", Some(100)),
+        (&a, "later", Some(500)),
+        (&b, "past-window", Some(2_000)),
+        (&a, "never", None),
+        (&a, "revoked", Some(200)),
+        (&b, "before-window", Some(10)),
+    ] {
+        let (mut k, h) = key(t, name, Environment::Live);
+        k.expires_at = expiry.map(at);
+        store.create_key(&k, &h).await.expect("create key");
+        made.push(k);
+    }
+    let revoked = made.iter().find(|k| k.name == "revoked").expect("revoked");
+    store
+        .revoke_key(&a.id, &revoked.id, at(1))
+        .await
+        .expect("revoke");
+    let names = |keys: &[ApiKey]| keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+    let all = store
+        .keys_expiring(at(50), at(1_000), None, 0)
+        .await
+        .expect("expiring");
+    let mut soon = vec!["soon".to_owned(), "soon-too".to_owned()];
+    let first_two: Vec<_> = made
+        .iter()
+        .filter(|k| k.expires_at == Some(at(100)))
+        .map(|k| (k.id.clone(), k.name.clone()))
+        .collect();
+    if first_two[0].0 > first_two[1].0 {
+        soon.reverse();
+    }
+    let mut expected = soon.clone();
+    expected.push("later".to_owned());
+    assert_eq!(names(&all), expected, "window, order, revoked left out");
+    // Paging by (expiry, id).
+    let p1 = store
+        .keys_expiring(at(50), at(1_000), None, 1)
+        .await
+        .expect("page 1");
+    assert_eq!(names(&p1), vec![soon[0].clone()]);
+    let cursor = (at(100), p1[0].id.clone());
+    let p2 = store
+        .keys_expiring(at(50), at(1_000), Some(&cursor), 10)
+        .await
+        .expect("page 2");
+    assert_eq!(names(&p2), vec![soon[1].clone(), "later".to_owned()]);
+    // `to` is exclusive, `from` inclusive.
+    let edge = store
+        .keys_expiring(at(100), at(500), None, 0)
+        .await
+        .expect("edge");
+    assert_eq!(names(&edge), soon);
 }
