@@ -42,6 +42,8 @@ pub struct Shared {
     /// Where events are published (a disabled handle unless given with
     /// [`AppState::with_events`]).
     pub events: Events,
+    /// The anomaly detector (none while events or detection are off).
+    pub anomaly: Option<Arc<crate::events::anomaly::Detector>>,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             audit,
             audit_client_ip: config.audit.client_ip,
             events: Events::disabled(),
+            anomaly: None,
         }))
     }
 
@@ -85,6 +88,7 @@ impl AppState {
         let shared = Arc::get_mut(&mut self.0)
             .expect("AppState::with_events is called on a state that was not cloned yet");
         events.metrics = shared.metrics.events.clone();
+        shared.anomaly = events.config().and_then(crate::events::anomaly::detector);
         shared.events = events;
         self
     }

@@ -147,6 +147,13 @@ pub async fn verify(
             code: code.as_str(),
         })
         .inc();
+    if let Some(d) = &state.anomaly {
+        let known = cached
+            .as_ref()
+            .filter(|_| code != DecisionCode::NotFound && code != DecisionCode::TenantMismatch)
+            .map(|k| (&k.found.key.tenant_id, k.found.key.id.as_str()));
+        crate::events::anomaly::observe(d, now, known, ip, code);
+    }
     let answer = match (&cached, code) {
         (_, DecisionCode::NotFound | DecisionCode::TenantMismatch) | (None, _) => {
             VerifyResponse::bare(code)

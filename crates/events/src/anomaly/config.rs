@@ -1,10 +1,10 @@
 //! The detector's configuration (`[anomaly]` in the server's TOML file).
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What the anomaly detector watches for and how eagerly. Every field has a default; unknown
 /// fields are refused. Check a value read from a file with [`AnomalyConfig::validate`]
 /// ([`Detector::new`](super::Detector::new) does).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
     /// Whether the detector runs at all (`true`). Off, every `observe_*` returns at once.

@@ -233,6 +233,20 @@ fn failure_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Tells the anomaly detector of a credential that resolved to no key (counts towards the
+/// client address's failure bursts).
+fn unknown_to_detector(gw: &Gateway, client: IpAddr) {
+    if let Some(d) = &gw.app.anomaly {
+        crate::events::anomaly::observe(
+            d,
+            gw.app.clock.now(),
+            None,
+            Some(client),
+            DecisionCode::NotFound,
+        );
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
@@ -316,10 +330,12 @@ async fn admit(
     let key = match entry {
         Entry::Key(k) => k,
         Entry::Admin(_) => {
+            unknown_to_detector(gw, client);
             facts.auth_failure = Some("admin_key_on_gateway");
             return Err(fail("admin_key_on_gateway", None));
         }
         Entry::Unknown => {
+            unknown_to_detector(gw, client);
             facts.auth_failure = Some("unknown_or_malformed");
             return Err(fail("unknown_or_malformed", None));
         }
@@ -338,6 +354,10 @@ async fn admit(
         ip: Some(client),
     };
     let code = decision::decide(Some(subject), &requirements, now);
+    if let Some(d) = &gw.app.anomaly {
+        let known = (code != DecisionCode::NotFound).then_some((&owner, key.found.key.id.as_str()));
+        crate::events::anomaly::observe(d, now, known, Some(client), code);
+    }
     let forbidden = |code: &'static str, msg: &'static str| {
         tracing::info!(
             key_id = %key.found.key.id,
@@ -468,6 +488,9 @@ fn limit(
             outcome,
         };
         if !this.outcome.allowed {
+            if let Some(d) = &gw.app.anomaly {
+                d.observe_rate_limited(now / 1_000_000, &k.tenant_id, &k.id);
+            }
             let mut r = too_many(
                 "rate_limited",
                 "rate_limited",
