@@ -11,7 +11,9 @@
 #       hyper-util's pooled client) with nothing else: the floor of that stack, so the report
 #       separates what portcullis' own work costs ((c)/(d)) from what the stack costs ((d)/(b)),
 #   (e) portcullis as (c) with the audit log off ([audit] enabled = false), on the same data
-#       directory: (c)/(e) is what recording every request costs (goal >= 0.95).
+#       directory: (c)/(e) is what recording every request costs (goal >= 0.95),
+#   (f) portcullis as (e) with anomaly detection off too ([events.anomaly] enabled = false):
+#       (e)/(f) is what anomaly detection costs on the request path (goal >= 0.97).
 # Placement on two cores: the proxy of (b) and (c) alone on the server core, so the two proxies'
 # own work is compared, not diluted by the upstream's; the upstream and the load generator share
 # the other core in (a), (b) and (c) alike, so all three have the very same upstream and client
@@ -31,8 +33,10 @@
 #   BENCH_CONNECTIONS=32    keep-alive connections of the load generator
 #   BENCH_RATE_SHARE=0.5    fixed-rate runs at this share of portcullis' median max throughput
 #   BENCH_SERVER_CORE=0     core of the proxies; BENCH_LOAD_CORE=1: upstream and load generator
-#   BENCH_PORT=18180        first of seven loopback ports used (upstream, admin API, gateway, nginx,
-#                           bare hyper proxy, admin API and gateway of (e))
+#   BENCH_PORT=18180        first of nine loopback ports used (upstream, admin API, gateway, nginx,
+#                           bare hyper proxy, admin API and gateway of (e), of (f))
+#   BENCH_TARGETS="..."     measure only these of: direct nginx portcullis hyper noaudit noanomaly
+#                           (default: all; the fixed-rate phase needs portcullis)
 #   BENCH_NGINX=nginx       the nginx binary
 #   BENCH_REQUIRE_NGINX=1   fail instead of skipping (b) when nginx is missing
 #   BENCH_SKIP_BUILD=1      use the release binaries already built
@@ -54,6 +58,8 @@ NGINX_PORT=$((PORT + 3))
 HYPER_PORT=$((PORT + 4))
 NOAUDIT_ADMIN_PORT=$((PORT + 5))
 NOAUDIT_PORT=$((PORT + 6))
+NOANOMALY_ADMIN_PORT=$((PORT + 7))
+NOANOMALY_PORT=$((PORT + 8))
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BENCH_SCRIPT=bench/gateway.sh
@@ -225,6 +231,16 @@ start portcullis-noaudit "$NOAUDIT_ADMIN_PORT" /healthz -- \
 NOAUDIT=$STARTED
 wait_ok portcullis-noaudit "$NOAUDIT" "$NOAUDIT_PORT" / "$AUTH"
 
+# --- (f) portcullis without the audit log and without anomaly detection --------------------
+sed -e "s/127.0.0.1:$NOAUDIT_ADMIN_PORT/127.0.0.1:$NOANOMALY_ADMIN_PORT/" \
+    -e "s/127.0.0.1:$NOAUDIT_PORT/127.0.0.1:$NOANOMALY_PORT/" "$WORK/portcullis-noaudit.toml" >"$WORK/portcullis-noanomaly.toml"
+printf '\n[events.anomaly]\nenabled = false\n' >>"$WORK/portcullis-noanomaly.toml"
+log "starting portcullis without the audit log and anomaly detection on core $SERVER_CORE (gateway port $NOANOMALY_PORT)"
+start portcullis-noanomaly "$NOANOMALY_ADMIN_PORT" /healthz -- \
+    "$BIN/portcullis" serve --config "$WORK/portcullis-noanomaly.toml" --data-dir "$WORK/data"
+NOANOMALY=$STARTED
+wait_ok portcullis-noanomaly "$NOANOMALY" "$NOANOMALY_PORT" / "$AUTH"
+
 # --- (d) the bare hyper proxy ----------------------------------------------------------------
 log "starting bench-proxy on core $SERVER_CORE (port $HYPER_PORT)"
 start bench-proxy "$HYPER_PORT" /healthz -- \
@@ -234,7 +250,15 @@ HYPER=$STARTED
 # --- the runs -------------------------------------------------------------------------------
 TARGETS=(direct)
 [[ -n $NGINX_PID ]] && TARGETS+=(nginx)
-TARGETS+=(portcullis hyper noaudit)
+TARGETS+=(portcullis hyper noaudit noanomaly)
+if [[ -n ${BENCH_TARGETS:-} ]]; then
+    CHOSEN=()
+    for t in "${TARGETS[@]}"; do
+        [[ " $BENCH_TARGETS " == *" $t "* ]] && CHOSEN+=("$t")
+    done
+    TARGETS=("${CHOSEN[@]}")
+    ((${#TARGETS[@]} > 0)) || die "BENCH_TARGETS names none of the available targets"
+fi
 
 # Every answer must be 2xx with "Hello" in the body (bench-load --expect); otherwise the run fails.
 run_target() { # phase target round [bench-load args...]
@@ -247,6 +271,7 @@ run_target() { # phase target round [bench-load args...]
     portcullis) extra=(--url "http://127.0.0.1:$GATEWAY_PORT/" --server-pid "$PORTCULLIS" --header "$AUTH") ;;
     hyper) extra=(--url "http://127.0.0.1:$HYPER_PORT/" --server-pid "$HYPER") ;;
     noaudit) extra=(--url "http://127.0.0.1:$NOAUDIT_PORT/" --server-pid "$NOAUDIT" --header "$AUTH") ;;
+    noanomaly) extra=(--url "http://127.0.0.1:$NOANOMALY_PORT/" --server-pid "$NOANOMALY" --header "$AUTH") ;;
     esac
     load "phase=$phase" "target=$target" "round=$round" -- "$@" "${extra[@]}" \
         --upstream-pid "$UPSTREAM" --expect Hello
@@ -266,10 +291,14 @@ interleaved() { # phase [bench-load args...]
 }
 
 interleaved throughput
+if [[ " ${TARGETS[*]} " != *" portcullis "* ]]; then
+    log "portcullis (c) not among the targets: no fixed-rate phase"
+else
 MAX_RPS=$(median_rps '"phase":"throughput"' '"target":"portcullis"')
 RATE=$(awk -v m="$MAX_RPS" -v s="$RATE_SHARE" 'BEGIN { printf "%.0f", m * s }')
 log "fixed rate: $RATE req/s ($RATE_SHARE of portcullis' median $MAX_RPS req/s) for all"
 interleaved fixed_rate --rate "$RATE"
+fi
 
 # --- report ---------------------------------------------------------------------------------
 {
@@ -281,7 +310,7 @@ interleaved fixed_rate --rate "$RATE"
     echo
     "$BIN/bench-report" --gateway "$RESULTS"
 } >"$OUT/summary.md"
-cp "$WORK/portcullis.toml" "$WORK/portcullis-noaudit.toml" "$OUT/"
+cp "$WORK/portcullis.toml" "$WORK/portcullis-noaudit.toml" "$WORK/portcullis-noanomaly.toml" "$OUT/"
 [[ -f $WORK/nginx/nginx.conf ]] && cp "$WORK/nginx/nginx.conf" "$OUT/"
 cat "$OUT/summary.md"
 echo

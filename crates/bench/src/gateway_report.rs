@@ -35,13 +35,21 @@ pub fn other_cpu(v: &Value) -> Option<f64> {
 }
 
 /// The targets, in the order of the tables, with their names there.
-const TARGETS: [(&str, &str); 5] = [
+const TARGETS: [(&str, &str); 6] = [
     ("direct", "(a) direct"),
     ("nginx", "(b) nginx"),
     ("portcullis", "(c) portcullis"),
     ("hyper", "(d) bare hyper proxy"),
     ("noaudit", "(e) portcullis, audit log off"),
+    ("noanomaly", "(f) portcullis, audit log and anomaly detection off"),
 ];
+/// Share of its throughput without anomaly detection that portcullis must keep with it.
+pub const GOAL_ANOMALY_RATIO: f64 = 0.97;
+/// (e) / (f) per round: anomaly detection on / off (both with the audit log off).
+pub fn anomaly_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(runs, "throughput", ("noaudit", "noanomaly"), "rps", false)
+}
+
 /// Share of its throughput without the audit log that portcullis must keep with it.
 pub const GOAL_AUDIT_RATIO: f64 = 0.95;
 
@@ -181,12 +189,12 @@ fn disturbed(s: &mut String, runs: &[Value]) {
     }
 }
 
-/// The order in which the targets ran in `round` (letters a to e).
+/// The order in which the targets ran in `round` (letters a to f).
 fn order(runs: &[Value], phase: &str, round: u64) -> String {
     runs.iter()
         .filter(|r| r["phase"] == phase && r["round"].as_u64() == Some(round))
         .filter_map(|r| TARGETS.iter().position(|(t, _)| r["target"] == *t))
-        .map(|i| ["a", "b", "c", "d", "e"][i])
+        .map(|i| ["a", "b", "c", "d", "e", "f"][i])
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -256,6 +264,19 @@ fn throughput(s: &mut String, runs: &[Value]) {
             rounds.join(", "),
             verdict(median_of(&audit).map(|r| r >= GOAL_AUDIT_RATIO)),
             fmt(medians(&lines(runs, "throughput", "noaudit"), "rps"), 0),
+        );
+    }
+    let anomaly = anomaly_ratios(runs);
+    if !anomaly.is_empty() {
+        let rounds: Vec<String> = anomaly.iter().map(|(_, r)| format!("{r:.3}")).collect();
+        let _ = writeln!(
+            s,
+            "Anomaly detection on / off, (e) / (f): **{}** (rounds: {}; goal ≥ \
+             {GOAL_ANOMALY_RATIO:.2}: {}); (f) {} rps.\n",
+            fmt(median_of(&anomaly), 3),
+            rounds.join(", "),
+            verdict(median_of(&anomaly).map(|r| r >= GOAL_ANOMALY_RATIO)),
+            fmt(medians(&lines(runs, "throughput", "noanomaly"), "rps"), 0),
         );
     }
     let _ = writeln!(
@@ -436,7 +457,13 @@ mod tests {
         assert_eq!(floor_ratios(&runs), vec![(1, 0.8), (2, 0.8)]);
         assert_eq!(floor_nginx_ratios(&runs), vec![(1, 1.0), (2, 1.25)]);
         assert_eq!(audit_ratios(&runs), vec![(1, 0.96), (2, 1.0)]);
+        runs.extend([
+            run("throughput", "noanomaly", 1, 25000.0, 1900.0),
+            run("throughput", "noanomaly", 2, 25000.0, 1900.0),
+        ]);
+        assert_eq!(anomaly_ratios(&runs), vec![(1, 1.0), (2, 0.8)]);
         let md = markdown(&runs);
+        assert!(md.contains("Anomaly detection on / off, (e) / (f): **0.900**"), "{md}");
         assert!(
             md.contains("(c) / (e): **0.980** (rounds: 0.960, 1.000; goal ≥ 0.95: met)"),
             "{md}"
