@@ -8,6 +8,8 @@
 //! - [`anomaly`]: the anomaly detector (rate spikes, new IPs, failure bursts, revoked keys in
 //!   use, rate-limited requests per window): in memory, fed by the request path, one event per
 //!   episode.
+//! - [`nats`]: the NATS JetStream backend ([`nats::NatsBackend`]): one stream shared by every
+//!   node, ids are stream sequences, `Nats-Msg-Id` dedup, a live feed fed from the stream.
 #![forbid(unsafe_code)]
 
 pub mod anomaly;
@@ -15,6 +17,7 @@ pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod model;
+pub mod nats;
 
 pub use backend::{EventBackend, EventError};
 pub use model::{Event, EventType, NewEvent, Scope, TypeSet};
