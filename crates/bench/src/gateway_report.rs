@@ -41,7 +41,10 @@ const TARGETS: [(&str, &str); 6] = [
     ("portcullis", "(c) portcullis"),
     ("hyper", "(d) bare hyper proxy"),
     ("noaudit", "(e) portcullis, audit log off"),
-    ("noanomaly", "(f) portcullis, audit log and anomaly detection off"),
+    (
+        "noanomaly",
+        "(f) portcullis, audit log and anomaly detection off",
+    ),
 ];
 /// Share of its throughput without anomaly detection that portcullis must keep with it.
 pub const GOAL_ANOMALY_RATIO: f64 = 0.97;
@@ -463,7 +466,10 @@ mod tests {
         ]);
         assert_eq!(anomaly_ratios(&runs), vec![(1, 1.0), (2, 0.8)]);
         let md = markdown(&runs);
-        assert!(md.contains("Anomaly detection on / off, (e) / (f): **0.900**"), "{md}");
+        assert!(
+            md.contains("Anomaly detection on / off, (e) / (f): **0.900**"),
+            "{md}"
+        );
         assert!(
             md.contains("(c) / (e): **0.980** (rounds: 0.960, 1.000; goal ≥ 0.95: met)"),
             "{md}"
