@@ -21,7 +21,7 @@ use sqlx::{
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast};
 
-static EVENTS_MIGRATOR: Migrator = sqlx::migrate!("./migrations_events");
+pub(crate) static EVENTS_MIGRATOR: Migrator = sqlx::migrate!("./migrations_events");
 
 /// How often the live feed looks for events stored by another process.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,6 +131,15 @@ impl SqliteEventStore {
             }
         });
         Ok(Self { inner, poller })
+    }
+
+    /// The webhook store on this database's pools (endpoints, deliveries and the fan-out
+    /// cursor live beside the events).
+    pub fn webhooks(&self) -> crate::webhooks::SqliteWebhookStore {
+        crate::webhooks::SqliteWebhookStore::from_pools(
+            self.inner.write.clone(),
+            self.inner.read.clone(),
+        )
     }
 
     /// Closes every connection; the file is checkpointed (its WAL folded in).

@@ -48,11 +48,12 @@ macro_rules! admin_columns {
 }
 
 pub mod audit;
-pub mod events;
 mod bulk;
+pub mod events;
 mod queries;
 mod rows;
 mod store;
+pub mod webhooks;
 
 /// Connections of the read pool.
 pub const READ_CONNECTIONS: u32 = 4;
@@ -63,6 +64,7 @@ const CACHE_KIB: u32 = 16 * 1024;
 
 pub use audit::SqliteAuditStore;
 pub use events::SqliteEventStore;
+pub use webhooks::SqliteWebhookStore;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
