@@ -1,0 +1,53 @@
+//! Webhooks, server side: the API under `/v1/tenants/{tenant}/webhooks` ([`api`]), the
+//! `[events.webhooks]` settings ([`config`]), the delivery worker ([`worker`]) and its HTTP
+//! client ([`sender`]). Signatures, the retry schedule and the store contract are in
+//! `portcullis_events::webhook`; the store is `portcullis_sqlite::SqliteWebhookStore`.
+//!
+//! Webhook state (endpoints with their secrets, deliveries, the fan-out cursor) lives in the
+//! events database, `{data_dir}/events.sqlite3` (or `[events] database`), whichever backend
+//! keeps the events: with NATS JetStream it is still this node's SQLite file, so deliver
+//! from one node (`events.webhooks.enabled = false` on the others).
+use std::sync::Arc;
+
+use portcullis_events::{EventError, webhook::WebhookStore};
+
+pub mod api;
+pub mod config;
+pub mod sender;
+pub mod worker;
+
+pub use config::WebhooksConfig;
+pub use worker::spawn;
+
+/// The route templates (for the router and the metrics' route labels).
+pub const WEBHOOKS: &str = "/v1/tenants/{tenant}/webhooks";
+pub const WEBHOOK: &str = "/v1/tenants/{tenant}/webhooks/{webhook_id}";
+pub const WEBHOOK_ROLL: &str = "/v1/tenants/{tenant}/webhooks/{webhook_id}/roll-secret";
+pub const DELIVERIES: &str = "/v1/tenants/{tenant}/webhooks/{webhook_id}/deliveries";
+pub const REDELIVER: &str =
+    "/v1/tenants/{tenant}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver";
+/// Every webhook route template.
+pub const ROUTES: [&str; 5] = [WEBHOOKS, WEBHOOK, WEBHOOK_ROLL, DELIVERIES, REDELIVER];
+
+/// The webhook routes, to merge into the API router (before its route layers).
+pub fn routes() -> axum::Router<crate::AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(WEBHOOKS, post(api::create).get(api::list))
+        .route(
+            WEBHOOK,
+            get(api::get).patch(api::update).delete(api::delete),
+        )
+        .route(WEBHOOK_ROLL, post(api::roll_secret))
+        .route(DELIVERIES, get(api::deliveries))
+        .route(REDELIVER, post(api::redeliver))
+}
+
+/// Opens the webhook store on the events database file of `config` (for a deployment whose
+/// events are not kept in that file: the SQLite event store hands out its own).
+pub async fn open_store(config: &crate::Config) -> Result<Arc<dyn WebhookStore>, EventError> {
+    portcullis_sqlite::SqliteWebhookStore::open(&config.events_database())
+        .await
+        .map(|s| Arc::new(s) as Arc<dyn WebhookStore>)
+        .map_err(|e| EventError::Backend(e.to_string()))
+}
