@@ -10,6 +10,8 @@
 //!   episode.
 //! - [`nats`]: the NATS JetStream backend ([`nats::NatsBackend`]): one stream shared by every
 //!   node, ids are stream sequences, `Nats-Msg-Id` dedup, a live feed fed from the stream.
+//! - [`webhook`]: webhook signatures (`Portcullis-Signature`), the retry schedule and the
+//!   [`webhook::WebhookStore`] contract.
 #![forbid(unsafe_code)]
 
 pub mod anomaly;
@@ -18,6 +20,7 @@ pub mod backend;
 pub mod conformance;
 pub mod model;
 pub mod nats;
+pub mod webhook;
 
 pub use backend::{EventBackend, EventError};
 pub use model::{Event, EventType, NewEvent, Scope, TypeSet};
