@@ -26,6 +26,7 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
         "keys:write",
         "keys:verify",
         "audit:read",
+        "events:read",
     ];
     let a_admin = s.admin_key(Some("tenant-a"), &all).await;
     let snapshot = |s: &portcullis_testkit::TestServer| {
@@ -86,6 +87,18 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
         (
             Method::GET,
             "/v1/tenants/_system/audit".to_owned(),
+            None,
+            404,
+        ),
+        (
+            Method::GET,
+            "/v1/events?tenant=tenant-b".to_owned(),
+            None,
+            404,
+        ),
+        (
+            Method::GET,
+            "/v1/events?tenant=tenant-b&types=key.created".to_owned(),
             None,
             404,
         ),
@@ -220,8 +233,50 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenant() {
     assert!(!log.to_string().contains("tenant-b"), "{log}");
     assert!(!log.to_string().contains(&b_key_id), "{log}");
 
+    // A's event stream, replayed from the start, holds A's events and none of B's: B's key
+    // was created between A's two keys, so a leak would arrive before A's second one.
+    let (a_second, _) = s
+        .key("tenant-a", json!({"name": "a2", "environment": "test"}))
+        .await;
+    let stream = events_until(&s, &a_admin, &a_second).await;
+    assert!(stream.contains(&a_key_id), "{stream}");
+    assert!(!stream.contains("tenant-b"), "{stream}");
+    assert!(!stream.contains(&b_key_id), "{stream}");
+    let r = s
+        .client
+        .get(s.url("/v1/events"))
+        .bearer_auth(&a_admin)
+        .header("x-tenant-id", "tenant-b")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 403);
+
     let after = snapshot(&s).await;
     assert_eq!(before, after, "tenant B unchanged");
     let v = s.verify(json!({"key": b_secret})).await;
     assert_eq!(v["code"], "VALID", "B's key still works");
+}
+
+/// The text of `/v1/events` read with `key` from the first stored event until `key_id` shows up.
+async fn events_until(s: &portcullis_testkit::TestServer, key: &str, key_id: &str) -> String {
+    let mut resp = s
+        .client
+        .get(s.url("/v1/events"))
+        .bearer_auth(key)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    while !text.contains(key_id) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), resp.chunk())
+            .await
+            .expect("events in time")
+            .expect("read")
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
 }

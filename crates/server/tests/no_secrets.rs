@@ -19,12 +19,17 @@ fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
 /// Every row of every table of the audit database, as text (read with a connection of its own,
 /// not through the store's API, so nothing is left out).
 async fn audit_rows(s: &portcullis_testkit::TestServer) -> String {
-    use sqlx::{Column, Connection, Row, ValueRef};
     s.audit
         .flush_within(std::time::Duration::from_secs(30))
         .await
         .expect("flush");
-    let url = format!("sqlite://{}?mode=ro", s.audit_path.display());
+    sqlite_rows(&s.audit_path).await
+}
+
+/// Every row of every table of the SQLite database at `path`, as text.
+async fn sqlite_rows(path: &std::path::Path) -> String {
+    use sqlx::{Column, Connection, Row, ValueRef};
+    let url = format!("sqlite://{}?mode=ro", path.display());
     let mut c = sqlx::SqliteConnection::connect(&url).await.expect("open");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
@@ -168,6 +173,7 @@ async fn no_secret_in_logs_or_rows() {
         .await;
     let rows = s.store.dump_all_rows().await.expect("dump");
     let audit_rows = audit_rows(&s).await;
+    let event_rows = sqlite_rows(&s.config.events_database()).await;
     let store = s.store.clone();
     s.shutdown().await;
     drop(_guard);
@@ -182,6 +188,10 @@ async fn no_secret_in_logs_or_rows() {
     assert!(rows.contains(&id), "rows were dumped");
     assert!(audit_rows.contains(&id), "audit rows were read");
     assert!(audit_rows.contains("auth.failure") && audit_rows.contains("gateway.upload"));
+    assert!(
+        event_rows.contains("key.rolled") && event_rows.contains(&id),
+        "event rows were read"
+    );
     for secret in &secrets {
         // The random part alone must not appear either (e.g. with a changed prefix).
         let body = &secret[secret.rfind('_').expect("underscore") + 1..];
@@ -190,6 +200,10 @@ async fn no_secret_in_logs_or_rows() {
         assert!(
             !audit_rows.contains(body),
             "a secret is in the audit database"
+        );
+        assert!(
+            !event_rows.contains(body),
+            "a secret is in the events database"
         );
     }
     drop(store);
