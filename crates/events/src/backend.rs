@@ -107,8 +107,7 @@ pub fn subscribe(
     let buffer = buffer.max(1);
     // One place more than the buffer, kept for the overflow notice.
     let (tx, rx) = mpsc::channel(buffer + 1);
-    let live = backend.live();
-    let task = tokio::spawn(run(backend, scope, after, live, tx));
+    let task = tokio::spawn(run(backend, scope, after, tx));
     Subscription { rx, task }
 }
 
@@ -141,8 +140,39 @@ fn offer(
     tx.try_send(Delivery::Event(e)).map_err(|_| Stop::Closed)
 }
 
-/// Replays the stored events after `cursor`; `Ok(false)` when the backend failed (the reader was
-/// told).
+/// How long a replay waits for its reader to make room before it gives up on it (overflow).
+pub const REPLAY_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Passes `e` on when it is new and in scope, waiting (up to [`REPLAY_STALL`]) for room in the
+/// reader's buffer: a replay goes at the reader's pace, while the live feed never waits.
+async fn offer_waiting(
+    tx: &mpsc::Sender<Delivery>,
+    scope: &Scope,
+    cursor: &mut u64,
+    e: Arc<Event>,
+) -> Result<(), Stop> {
+    if e.id <= *cursor {
+        return Ok(());
+    }
+    *cursor = e.id;
+    if !scope.matches(&e) {
+        return Ok(());
+    }
+    // Two places: one for the event, one kept free for the overflow notice.
+    match tokio::time::timeout(REPLAY_STALL, tx.reserve_many(2)).await {
+        Ok(Ok(mut permits)) => {
+            if let Some(p) = permits.next() {
+                p.send(Delivery::Event(e));
+            }
+            Ok(())
+        }
+        Ok(Err(_)) => Err(Stop::Closed),
+        Err(_) => Err(Stop::Overflow),
+    }
+}
+
+/// Replays the stored events after `cursor`, at the reader's pace; `Ok(false)` when the backend
+/// failed (the reader was told).
 async fn replay(
     backend: &dyn EventBackend,
     tx: &mpsc::Sender<Delivery>,
@@ -163,7 +193,7 @@ async fn replay(
         let full = page.len() >= REPLAY_PAGE;
         for e in page {
             let id = e.id;
-            offer(tx, scope, cursor, Arc::new(e))?;
+            offer_waiting(tx, scope, cursor, Arc::new(e)).await?;
             *delivered = id;
         }
         if !full {
@@ -176,17 +206,28 @@ async fn run(
     backend: Arc<dyn EventBackend>,
     scope: Scope,
     after: Option<u64>,
-    mut live: broadcast::Receiver<Arc<Event>>,
     tx: mpsc::Sender<Delivery>,
 ) {
+    // A reader without a position starts after the newest event stored *before* it joins the
+    // live feed: what is stored between the two is replayed, so nothing falls in between, and
+    // if its view of the live feed falls behind later there is a position to read back from.
+    let start = match after {
+        Some(a) => a,
+        None => match backend.last_id().await {
+            Ok(id) => id,
+            Err(_) => {
+                let _ = tx.try_send(Delivery::Failed { last_id: 0 });
+                return;
+            }
+        },
+    };
+    let mut live = backend.live();
     // `cursor`: the highest id looked at; `delivered`: the last id the reader got or skipped
     // as out of scope (what it reconnects with).
-    let mut cursor = after.unwrap_or(0);
+    let mut cursor = start;
     let mut delivered = cursor;
     let outcome: Result<(), Stop> = async {
-        if after.is_some()
-            && !replay(backend.as_ref(), &tx, &scope, &mut cursor, &mut delivered).await?
-        {
+        if !replay(backend.as_ref(), &tx, &scope, &mut cursor, &mut delivered).await? {
             return Ok(());
         }
         loop {
@@ -198,10 +239,6 @@ async fn run(
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Missed some of the shared feed: read them back, then go on live.
-                    if after.is_none() && cursor == 0 {
-                        // Nothing delivered yet: there is no position to read back from.
-                        continue;
-                    }
                     if !replay(backend.as_ref(), &tx, &scope, &mut cursor, &mut delivered).await? {
                         return Ok(());
                     }

@@ -33,6 +33,7 @@ macro_rules! events_conformance_tests {
                 live_feed_carries_every_event_in_order,
                 replay_then_live_has_no_gap_and_no_duplicate,
                 slow_reader_is_told_to_reconnect,
+                replay_goes_at_the_readers_pace,
                 purge_removes_old_events_and_keeps_ids,
             );
         }
@@ -237,6 +238,9 @@ pub async fn replay_then_live_has_no_gap_and_no_duplicate(b: Arc<dyn EventBacken
 pub async fn slow_reader_is_told_to_reconnect(b: Arc<dyn EventBackend>) {
     let start = b.last_id().await.expect("last id");
     let mut sub = subscribe(b.clone(), Scope::global(), Some(start), 8);
+    // Let the subscription finish its (empty) replay and follow the live feed, which never
+    // waits for a reader.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     b.publish(
         (0..50)
             .map(|n| event(EventType::KeyCreated, Some("acme"), n))
@@ -300,4 +304,29 @@ pub async fn purge_removes_old_events_and_keeps_ids(b: Arc<dyn EventBackend>) {
         .await
         .expect("publish after purge");
     assert!(next[0].id > stored[1].id, "ids are never reused");
+}
+
+/// A replay longer than the reader's buffer is not an overflow: it waits for the reader.
+pub async fn replay_goes_at_the_readers_pace(b: Arc<dyn EventBackend>) {
+    let start = b.last_id().await.expect("last id");
+    b.publish(
+        (0..100)
+            .map(|n| event(EventType::KeyCreated, Some("acme"), n))
+            .collect(),
+    )
+    .await
+    .expect("publish");
+    let mut sub = subscribe(b.clone(), Scope::global(), Some(start), 8);
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        match tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("delivery in time")
+        {
+            Some(Delivery::Event(e)) => got.push(n_of(&e)),
+            other => panic!("unexpected {other:?} after {} events", got.len()),
+        }
+    }
+    assert_eq!(got, (0..100).collect::<Vec<u64>>());
 }
