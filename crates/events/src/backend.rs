@@ -98,7 +98,7 @@ impl Drop for Subscription {
 /// passed on only when its id is above the last one delivered. If this subscription's own view
 /// of the live feed falls behind (the shared feed is bounded too), it reads the missed events
 /// back from the backend.
-pub fn subscribe(
+pub async fn subscribe(
     backend: Arc<dyn EventBackend>,
     scope: Scope,
     after: Option<u64>,
@@ -107,7 +107,24 @@ pub fn subscribe(
     let buffer = buffer.max(1);
     // One place more than the buffer, kept for the overflow notice.
     let (tx, rx) = mpsc::channel(buffer + 1);
-    let task = tokio::spawn(run(backend, scope, after, tx));
+    // A reader without a position starts after the newest event stored *before* it joins the
+    // live feed — taken here, before the caller answers its reader, so "from now" means from
+    // the subscription: what is stored between the two reads is replayed, so nothing falls in
+    // between, and if its view of the live feed falls behind later there is a position to read
+    // back from.
+    let start = match after {
+        Some(a) => Ok(a),
+        None => backend.last_id().await,
+    };
+    let live = backend.live();
+    let task = tokio::spawn(async move {
+        match start {
+            Ok(start) => run(backend, scope, start, live, tx).await,
+            Err(_) => {
+                let _ = tx.try_send(Delivery::Failed { last_id: 0 });
+            }
+        }
+    });
     Subscription { rx, task }
 }
 
@@ -205,23 +222,10 @@ async fn replay(
 async fn run(
     backend: Arc<dyn EventBackend>,
     scope: Scope,
-    after: Option<u64>,
+    start: u64,
+    mut live: broadcast::Receiver<Arc<Event>>,
     tx: mpsc::Sender<Delivery>,
 ) {
-    // A reader without a position starts after the newest event stored *before* it joins the
-    // live feed: what is stored between the two is replayed, so nothing falls in between, and
-    // if its view of the live feed falls behind later there is a position to read back from.
-    let start = match after {
-        Some(a) => a,
-        None => match backend.last_id().await {
-            Ok(id) => id,
-            Err(_) => {
-                let _ = tx.try_send(Delivery::Failed { last_id: 0 });
-                return;
-            }
-        },
-    };
-    let mut live = backend.live();
     // `cursor`: the highest id looked at; `delivered`: the last id the reader got or skipped
     // as out of scope (what it reconnects with).
     let mut cursor = start;

@@ -196,7 +196,8 @@ pub async fn replay_then_live_has_no_gap_and_no_duplicate(b: Arc<dyn EventBacken
         Scope::tenant(tenant("acme")),
         Some(start),
         100_000,
-    );
+    )
+    .await;
     // Published while the replay runs, in small batches, with other tenants' in between.
     let writer = {
         let b = b.clone();
@@ -237,7 +238,7 @@ pub async fn replay_then_live_has_no_gap_and_no_duplicate(b: Arc<dyn EventBacken
 
 pub async fn slow_reader_is_told_to_reconnect(b: Arc<dyn EventBackend>) {
     let start = b.last_id().await.expect("last id");
-    let mut sub = subscribe(b.clone(), Scope::global(), Some(start), 8);
+    let mut sub = subscribe(b.clone(), Scope::global(), Some(start), 8).await;
     // Let the subscription finish its (empty) replay and follow the live feed, which never
     // waits for a reader.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -316,7 +317,7 @@ pub async fn replay_goes_at_the_readers_pace(b: Arc<dyn EventBackend>) {
     )
     .await
     .expect("publish");
-    let mut sub = subscribe(b.clone(), Scope::global(), Some(start), 8);
+    let mut sub = subscribe(b.clone(), Scope::global(), Some(start), 8).await;
     let mut got = Vec::new();
     while got.len() < 100 {
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -415,7 +415,8 @@ async fn subscription_replays_then_goes_live_with_no_gap_while_publishing() {
         Scope::tenant(tenant("acme")),
         Some(after),
         10_000,
-    );
+    )
+    .await;
     let writer = {
         let a = a.clone();
         tokio::spawn(async move {

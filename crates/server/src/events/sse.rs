@@ -204,7 +204,7 @@ pub async fn stream(
         }
     };
     let feed = Feed {
-        sub: subscribe(backend.clone(), scope, after, sse.buffer),
+        sub: subscribe(backend.clone(), scope, after, sse.buffer).await,
         closing,
         position: after,
         retry: Some(Duration::from_millis(sse.retry_ms)),
