@@ -89,6 +89,9 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "keys:write",
     "keys:verify",
     "audit:read",
+    "events:read",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 /// Validates admin scopes: each must be well-formed and cover at least one known admin scope.

@@ -9,7 +9,9 @@ use axum::{
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{audit, error, health, keys, metrics, request_id, state::AppState, tenants, verify};
+use crate::{
+    audit, error, events, health, keys, metrics, request_id, state::AppState, tenants, verify,
+};
 
 const TENANTS: &str = "/v1/tenants";
 const TENANT: &str = "/v1/tenants/{tenant}";
@@ -18,14 +20,31 @@ const KEY: &str = "/v1/tenants/{tenant}/keys/{key_id}";
 const KEY_ROLL: &str = "/v1/tenants/{tenant}/keys/{key_id}/roll";
 const KEY_REVOKE: &str = "/v1/tenants/{tenant}/keys/{key_id}/revoke";
 const AUDIT: &str = "/v1/tenants/{tenant}/audit";
+const EVENTS: &str = "/v1/events";
 const VERIFY: &str = "/v1/verify";
 const HEALTHZ: &str = "/healthz";
 const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
 
 /// Every route template; the metrics label requests by these.
-pub const ROUTES: [&str; 11] = [
-    TENANTS, TENANT, KEYS, KEY, KEY_ROLL, KEY_REVOKE, AUDIT, VERIFY, HEALTHZ, READYZ, METRICS,
+pub const ROUTES: [&str; 17] = [
+    TENANTS,
+    TENANT,
+    KEYS,
+    KEY,
+    KEY_ROLL,
+    KEY_REVOKE,
+    AUDIT,
+    EVENTS,
+    VERIFY,
+    HEALTHZ,
+    READYZ,
+    METRICS,
+    events::webhooks::WEBHOOKS,
+    events::webhooks::WEBHOOK,
+    events::webhooks::WEBHOOK_ROLL,
+    events::webhooks::DELIVERIES,
+    events::webhooks::REDELIVER,
 ];
 
 pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
@@ -42,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route(KEY_ROLL, post(keys::roll))
         .route(KEY_REVOKE, post(keys::revoke))
         .route(AUDIT, get(audit::api::list))
+        .merge(events::webhooks::routes())
+        .route(EVENTS, get(events::sse::stream))
         .route(VERIFY, post(verify::verify))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))

@@ -89,6 +89,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "a query parameter is unknown or malformed",
     ),
     ("invalid_cursor", 400, "the pagination cursor is malformed"),
+    (
+        "invalid_last_event_id",
+        400,
+        "Last-Event-ID is not the decimal id of an event",
+    ),
     ("invalid_limit", 400, "limit is out of range"),
     ("invalid_ip", 400, "ip is not an IPv4 or IPv6 address"),
     (
@@ -150,6 +155,36 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "rate_limit is malformed or out of range",
     ),
     (
+        "invalid_webhook_url",
+        400,
+        "webhooks: url is not https (http to loopback only), is too long, or has credentials or a fragment",
+    ),
+    (
+        "invalid_event_types",
+        400,
+        "webhooks: types is empty or names an unknown event type",
+    ),
+    (
+        "invalid_description",
+        400,
+        "webhooks: description is empty, too long or has control characters",
+    ),
+    (
+        "invalid_overlap",
+        400,
+        "webhooks: overlap_seconds is out of range (0 to 604800)",
+    ),
+    (
+        "too_many_webhooks",
+        409,
+        "webhooks: the tenant has the maximum number of endpoints",
+    ),
+    (
+        "delivery_pending",
+        409,
+        "webhooks: the delivery is still pending and cannot be redelivered",
+    ),
+    (
         "route_not_found",
         404,
         "gateway: no route matches this host and path",
@@ -200,6 +235,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "an internal error; the request id identifies it in the logs",
     ),
     ("service_unavailable", 503, "the store is not reachable"),
+    (
+        "too_many_subscribers",
+        503,
+        "events: too many event streams are open; retry later",
+    ),
     (
         "audit_unavailable",
         503,

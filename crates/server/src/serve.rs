@@ -45,8 +45,11 @@ pub async fn serve_all(
         .usage
         .spawn_flusher(state.store.clone(), state.metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let events = state.events.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Open event streams never end by themselves: end them so the drain can finish.
+        events.close_streams();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -67,6 +70,8 @@ pub async fn serve_all(
         ));
         tasks.extend(crate::events::expiry::spawn_scanner(state.clone()));
         tasks.extend(crate::events::audit_health::spawn_watcher(state.clone()));
+        tasks.extend(crate::events::webhooks::spawn(&state));
+        tasks.extend(crate::events::anomaly::spawn_ticker(state.clone()));
     }
     let gateway_server = gateway.map(|g| {
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));

@@ -138,13 +138,12 @@ async fn subscriber(
         // Whole lines only; keep the rest for the next read.
         let cut = carry.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         for line in carry[..cut].split(|b| *b == b'\n') {
-            if let Some(id) = line.strip_prefix(b"id: ") {
-                if let Some(v) = std::str::from_utf8(id)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                {
-                    last = v;
-                }
+            if let Some(v) = line
+                .strip_prefix(b"id: ")
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .and_then(|s| s.trim().parse().ok())
+            {
+                last = v;
             }
         }
         carry.drain(..cut);

@@ -33,6 +33,11 @@ pub struct EventsConfig {
     pub expiry_check_seconds: u64,
     pub nats: NatsSection,
     pub sse: SseConfig,
+    /// `[events.anomaly]`: rate spikes, new client addresses, failure bursts, revoked keys in
+    /// use, rate-limited requests per window.
+    pub anomaly: portcullis_events::anomaly::AnomalyConfig,
+    /// `[events.webhooks]`: webhook delivery.
+    pub webhooks: super::webhooks::WebhooksConfig,
 }
 
 /// `[events.nats]`.
@@ -71,6 +76,8 @@ impl Default for EventsConfig {
             expiry_check_seconds: 60,
             nats: NatsSection::default(),
             sse: SseConfig::default(),
+            anomaly: portcullis_events::anomaly::AnomalyConfig::default(),
+            webhooks: super::webhooks::WebhooksConfig::default(),
         }
     }
 }
@@ -100,6 +107,9 @@ impl Default for SseConfig {
 impl EventsConfig {
     /// Checks ranges; `Err` names the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.anomaly
+            .validate()
+            .map_err(|e| ConfigError::Parse(format!("events.{e}")))?;
         if !(1..=3_650).contains(&self.retention_days) {
             return Err(ConfigError::Invalid(
                 "events.retention_days must be between 1 and 3650",
@@ -140,6 +150,7 @@ impl EventsConfig {
                 "events.nats.duplicate_window_seconds must be between 1 and 86400",
             ));
         }
+        self.webhooks.validate()?;
         let token_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 128

@@ -12,9 +12,12 @@ use portcullis_events::{Event, EventBackend, EventError, EventType, NewEvent};
 use prometheus_client::{metrics::counter::Counter, metrics::gauge::Gauge, registry::Registry};
 use time::OffsetDateTime;
 
+pub mod anomaly;
 pub mod audit_health;
 pub mod config;
 pub mod expiry;
+pub mod sse;
+pub mod webhooks;
 
 pub use config::{EventsBackendKind, EventsConfig};
 
@@ -78,6 +81,10 @@ pub struct Events {
     backend: Option<Arc<dyn EventBackend>>,
     config: Option<Arc<EventsConfig>>,
     pub(crate) metrics: EventsMetrics,
+    /// The open SSE streams (`GET /v1/events`).
+    streams: sse::Streams,
+    /// Webhook endpoints and deliveries (in the events database, whichever the backend).
+    webhooks: Option<Arc<dyn portcullis_events::webhook::WebhookStore>>,
 }
 
 /// Opening the event backend failed.
@@ -91,9 +98,13 @@ pub async fn open(config: &crate::Config) -> Result<Events, EventsOpenError> {
     if !c.enabled {
         return Ok(Events::disabled());
     }
+    let mut webhooks = None;
     let backend: Arc<dyn EventBackend> = match c.backend {
         EventsBackendKind::Sqlite => {
-            Arc::new(portcullis_sqlite::SqliteEventStore::open(&config.events_database()).await?)
+            let store =
+                portcullis_sqlite::SqliteEventStore::open(&config.events_database()).await?;
+            webhooks = Some(Arc::new(store.webhooks()) as _);
+            Arc::new(store)
         }
         EventsBackendKind::Nats => {
             let day = std::time::Duration::from_secs(86_400);
@@ -108,7 +119,11 @@ pub async fn open(config: &crate::Config) -> Result<Events, EventsOpenError> {
             Arc::new(portcullis_events::nats::NatsBackend::connect(nats).await?)
         }
     };
-    Ok(Events::new(backend, c.clone()))
+    let webhooks = match webhooks {
+        Some(w) => w,
+        None => webhooks::open_store(config).await?,
+    };
+    Ok(Events::new(backend, c.clone()).with_webhooks(webhooks))
 }
 
 impl Events {
@@ -122,7 +137,23 @@ impl Events {
             backend: Some(backend),
             config: Some(Arc::new(config)),
             metrics: EventsMetrics::default(),
+            streams: sse::Streams::default(),
+            webhooks: None,
         }
+    }
+
+    /// The handle with `store` for webhook endpoints and deliveries.
+    pub fn with_webhooks(
+        mut self,
+        store: Arc<dyn portcullis_events::webhook::WebhookStore>,
+    ) -> Self {
+        self.webhooks = Some(store);
+        self
+    }
+
+    /// The webhook store (none when events are disabled).
+    pub fn webhooks(&self) -> Option<&Arc<dyn portcullis_events::webhook::WebhookStore>> {
+        self.webhooks.as_ref()
     }
 
     pub fn backend(&self) -> Option<&Arc<dyn EventBackend>> {
