@@ -133,6 +133,15 @@ enum Stop {
     Closed,
 }
 
+/// Moves `cursor` past `e`; whether the reader wants `e` (new, and in its scope).
+fn wanted(scope: &Scope, cursor: &mut u64, e: &Event) -> bool {
+    if e.id <= *cursor {
+        return false;
+    }
+    *cursor = e.id;
+    scope.matches(e)
+}
+
 /// Passes `e` on when it is new and in scope; `Err` when the reader is gone or full.
 fn offer(
     tx: &mpsc::Sender<Delivery>,
@@ -140,11 +149,7 @@ fn offer(
     cursor: &mut u64,
     e: Arc<Event>,
 ) -> Result<(), Stop> {
-    if e.id <= *cursor {
-        return Ok(());
-    }
-    *cursor = e.id;
-    if !scope.matches(&e) {
+    if !wanted(scope, cursor, &e) {
         return Ok(());
     }
     if tx.capacity() <= 1 {
@@ -168,11 +173,7 @@ async fn offer_waiting(
     cursor: &mut u64,
     e: Arc<Event>,
 ) -> Result<(), Stop> {
-    if e.id <= *cursor {
-        return Ok(());
-    }
-    *cursor = e.id;
-    if !scope.matches(&e) {
+    if !wanted(scope, cursor, &e) {
         return Ok(());
     }
     // Two places: one for the event, one kept free for the overflow notice.

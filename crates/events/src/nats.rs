@@ -20,6 +20,8 @@
 //!   does nothing.
 mod config;
 mod live;
+#[cfg(feature = "conformance")]
+pub mod testing;
 mod wire;
 
 pub use config::NatsConfig;

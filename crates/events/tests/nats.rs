@@ -8,60 +8,20 @@ use portcullis_core::tenant::TenantId;
 use portcullis_events::{
     Event, EventBackend, EventError, EventType, NewEvent, Scope, TypeSet,
     backend::{Delivery, subscribe},
-    nats::{NatsBackend, NatsConfig},
+    nats::{
+        NatsBackend, NatsConfig,
+        testing::{StreamGuard, fresh_config, services_required, url},
+    },
 };
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
-
-fn url() -> String {
-    std::env::var("PORTCULLIS_NATS_URL").unwrap_or_else(|_| String::from("nats://127.0.0.1:4222"))
-}
-
-fn required() -> bool {
-    std::env::var("PORTCULLIS_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// A configuration of its own: a fresh stream and subject prefix.
-fn fresh_config() -> NatsConfig {
-    let id = ulid::Ulid::new();
-    NatsConfig {
-        stream: format!("PORTCULLIS_EVENTS_TEST_{id}"),
-        subject_prefix: format!("pctest.{id}"),
-        max_age: Duration::from_secs(3600),
-        connect_timeout: Duration::from_secs(2),
-        ..NatsConfig::new(url())
-    }
-}
-
-/// Deletes its stream when dropped (also when the test panics).
-struct StreamGuard(NatsConfig);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let config = self.0.clone();
-        // A runtime of its own on a thread of its own: this may run inside a runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = async_nats::connect(config.url.as_str()).await {
-                    let js = async_nats::jetstream::new(client);
-                    let _ = js.delete_stream(config.stream.as_str()).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A backend on a fresh stream, or `None` (printed) when no NATS server is reachable.
 async fn setup() -> Option<(NatsBackend, StreamGuard)> {
     let config = fresh_config();
     match NatsBackend::connect(config.clone()).await {
         Ok(b) => Some((b, StreamGuard(config))),
-        Err(EventError::Unavailable(why)) if !required() => {
+        Err(EventError::Unavailable(why)) if !services_required() => {
             // `why` names the server, without credentials.
             println!("skipping: NATS not reachable: {why}");
             None
@@ -75,12 +35,6 @@ async fn setup() -> Option<(NatsBackend, StreamGuard)> {
 struct Isolated {
     backend: NatsBackend,
     _guard: StreamGuard,
-}
-
-impl std::fmt::Debug for StreamGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("StreamGuard").field(&self.0.stream).finish()
-    }
 }
 
 #[async_trait]

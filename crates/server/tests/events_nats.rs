@@ -9,14 +9,11 @@ use portcullis_core::tenant::TenantId;
 use portcullis_events::{
     EventType, Scope,
     backend::{Delivery, subscribe},
+    nats::testing::{StreamGuard, fresh_config, services_required, url},
 };
 use portcullis_server::events::EventsBackendKind;
 use portcullis_testkit::spawn_with;
 use serde_json::json;
-
-fn url() -> String {
-    std::env::var("PORTCULLIS_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
 
 async fn nats_reachable() -> bool {
     let addr = url()
@@ -31,48 +28,24 @@ async fn nats_reachable() -> bool {
     )
 }
 
-/// Deletes the test's stream when dropped.
-struct StreamGuard(String);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let stream = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = async_nats::connect(url()).await {
-                    let _ = async_nats::jetstream::new(client)
-                        .delete_stream(stream.as_str())
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_events_through_jetstream() {
     if !nats_reachable().await {
         assert!(
-            std::env::var("PORTCULLIS_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            !services_required(),
             "NATS is required (PORTCULLIS_REQUIRE_SERVICES=1) but not reachable at {}",
             url()
         );
         eprintln!("skipping: NATS not reachable at {}", url());
         return;
     }
-    let id = ulid::Ulid::new();
-    let stream = format!("PORTCULLIS_EVENTS_TEST_{id}");
-    let _guard = StreamGuard(stream.clone());
+    let nats = fresh_config();
+    let _guard = StreamGuard(nats.clone());
     let configure = |c: &mut portcullis_server::Config| {
         c.events.backend = EventsBackendKind::Nats;
-        c.events.nats.url = url();
-        c.events.nats.stream = stream.clone();
-        c.events.nats.subject_prefix = format!("pctest.{id}");
+        c.events.nats.url = nats.url.clone();
+        c.events.nats.stream = nats.stream.clone();
+        c.events.nats.subject_prefix = nats.subject_prefix.clone();
     };
     let a = spawn_with(configure).await;
     let b = spawn_with(configure).await;
