@@ -5,22 +5,13 @@ use portcullis_core::{
     model::{AdminKey, ApiKey, Tenant},
     tenant::TenantId,
 };
-use portcullis_store::{Page, Result};
+use portcullis_store::Result;
 use sqlx::{Row, SqliteConnection};
 
 use crate::{
     db,
     rows::{self, KeyValues},
 };
-
-/// Cuts a list fetched with one row more than `limit` into a page.
-pub(crate) fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Page<T> {
-    let limit = limit as usize;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_cursor = if more { items.last().map(id) } else { None };
-    Page { items, next_cursor }
-}
 
 pub(crate) async fn tenant_in(
     conn: &mut SqliteConnection,

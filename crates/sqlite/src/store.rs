@@ -15,7 +15,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use crate::{
     SqliteStore, db,
     queries::{
-        admin_by_id, hashes_in, insert_key, insert_secret, key_in, page, tenant_exists, tenant_in,
+        admin_by_id, hashes_in, insert_key, insert_secret, key_in, tenant_exists, tenant_in,
         touch_table,
     },
     rows::{self, json, normalize_key, normalize_tenant, opt_ts, ts},
@@ -72,7 +72,7 @@ impl Store for SqliteStore {
             .push_bind(i64::from(limit) + 1);
         let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
         let items = rows.iter().map(rows::tenant).collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, |t| t.id.as_str().to_owned()))
+        Ok(Page::cut(items, limit, |t| t.id.as_str().to_owned()))
     }
 
     async fn update_tenant(&self, id: &TenantId, edit: Edit<'_, Tenant>) -> Result<Tenant> {
@@ -152,7 +152,7 @@ impl Store for SqliteStore {
             .push_bind(i64::from(limit) + 1);
         let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
         let items = rows.iter().map(rows::api_key).collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, |k| k.id.clone()))
+        Ok(Page::cut(items, limit, |k| k.id.clone()))
     }
 
     async fn keys_expiring(

@@ -71,6 +71,18 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The page of `items` fetched with one more than `limit` (to learn whether more follow):
+    /// at most `limit` of them, and the cursor (`id` of the last) when more follow.
+    pub fn cut(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Self {
+        let limit = limit as usize;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = if more { items.last().map(id) } else { None };
+        Page { items, next_cursor }
+    }
+}
+
 /// Filters of a key listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyFilter {

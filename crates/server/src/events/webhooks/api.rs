@@ -18,6 +18,7 @@ use portcullis_events::{
         WebhookError, WebhookStore, generate_secret,
     },
 };
+use portcullis_store::Page;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -308,25 +309,11 @@ pub async fn list(
     let store = store(&state)?;
     let req = page::request(ENDPOINT_ID_KIND, q.cursor, q.limit)?;
     ops::load_tenant(state.store.as_ref(), &tenant).await?;
-    let mut data = store
+    let data = store
         .list_endpoints(&tenant, req.after.as_deref(), req.limit + 1)
         .await
         .map_err(failed)?;
-    Ok(Json(paged(&mut data, req.limit, |e| e.id.clone())))
-}
-
-/// Cuts a page fetched with one item more than `limit`, and names the cursor of the next.
-fn paged<T>(items: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> PageBody<T> {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(id)
-    } else {
-        None
-    };
-    PageBody {
-        data: std::mem::take(items),
-        next_cursor,
-    }
+    Ok(Json(Page::cut(data, req.limit, |e| e.id.clone()).into()))
 }
 
 pub async fn get(
@@ -471,11 +458,11 @@ pub async fn deliveries(
         })
         .transpose()?;
     let req = page::request(DELIVERY_ID_KIND, q.cursor, q.limit)?;
-    let mut data = store
+    let data = store
         .list_deliveries(&tenant, id, status, req.after.as_deref(), req.limit + 1)
         .await
         .map_err(failed)?;
-    Ok(Json(paged(&mut data, req.limit, |d| d.id.clone())))
+    Ok(Json(Page::cut(data, req.limit, |d| d.id.clone()).into()))
 }
 
 pub async fn redeliver(
