@@ -9,7 +9,7 @@ use std::{
 
 use portcullis_audit::{AuditStore, CheckpointSigner, Record};
 use portcullis_core::clock::Clock;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::writer::{self, WriterSettings};
 use crate::{
@@ -90,6 +90,8 @@ struct Inner {
     signer: CheckpointSigner,
     config: AuditConfig,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ends the writer's linger when someone waits for a flush.
+    flush_now: Arc<Notify>,
 }
 
 /// The audit log: a cheap handle (clone it freely). [`record`](Self::record) never waits;
@@ -138,12 +140,14 @@ impl AuditLog {
             checkpoint_every: Duration::from_secs(config.checkpoint_every_seconds),
             capacity: config.queue_capacity,
         };
+        let flush_now = Arc::new(Notify::new());
         let task = tokio::spawn(writer::run(
             rx,
             store.clone(),
             signer.clone(),
             clock,
             health.clone(),
+            flush_now.clone(),
             settings,
         ));
         Self {
@@ -156,6 +160,7 @@ impl AuditLog {
                 signer,
                 config: config.clone(),
                 writer: std::sync::Mutex::new(Some(task)),
+                flush_now,
             })),
             metrics,
         }
@@ -189,7 +194,13 @@ impl AuditLog {
         if inner.health.failing.load(Ordering::Relaxed) {
             return Err(AuditError::Unavailable);
         }
-        match tokio::time::timeout(ADMIT_WAIT, inner.tx.clone().reserve_owned()).await {
+        // A free place is taken at once; only a full queue sets up the wait.
+        let tx = match inner.tx.clone().try_reserve_owned() {
+            Ok(permit) => return Ok(QueuePlace(Some(permit))),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AuditError::Stopped),
+            Err(mpsc::error::TrySendError::Full(tx)) => tx,
+        };
+        match tokio::time::timeout(ADMIT_WAIT, tx.reserve_owned()).await {
             Ok(Ok(permit)) => Ok(QueuePlace(Some(permit))),
             Ok(Err(_)) => Err(AuditError::Stopped),
             Err(_) => {
@@ -275,6 +286,7 @@ impl AuditLog {
             .send(msg(done))
             .await
             .map_err(|_| AuditError::Stopped)?;
+        inner.flush_now.notify_one();
         wait.await.map_err(|_| AuditError::Stopped)
     }
 

@@ -6,7 +6,9 @@
 //!   in `fail_closed` mode requests are refused).
 //! - When another process (the operator CLI) appended to a chain in between, the store's heads
 //!   differ from the writer's: it reloads them and seals the batch again, at once.
-//! - A flush request is answered once everything queued before it is committed.
+//! - A flush request is answered once everything queued before it is committed; it also ends
+//!   the writer's linger at once (through a `Notify`, so that records do not wake the writer
+//!   one by one).
 use std::{
     collections::HashMap,
     sync::{Arc, atomic::Ordering},
@@ -17,7 +19,7 @@ use portcullis_audit::{
     AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Entry, Head, Record,
 };
 use portcullis_core::clock::Clock;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::log::{Health, Msg};
 
@@ -56,6 +58,7 @@ pub(crate) async fn run(
     signer: CheckpointSigner,
     clock: Arc<dyn Clock>,
     health: Arc<Health>,
+    flush_now: Arc<Notify>,
     settings: WriterSettings,
 ) {
     let mut w = Writer {
@@ -71,9 +74,11 @@ pub(crate) async fn run(
     let tick_every = (settings.checkpoint_every / 2).max(Duration::from_secs(1));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut records: Vec<Record> = Vec::with_capacity(settings.batch_max);
-    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-    let mut seal_heads = false;
+    let mut batch = Batch {
+        records: Vec::with_capacity(settings.batch_max),
+        waiters: Vec::new(),
+        seal_heads: false,
+    };
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,
@@ -84,49 +89,67 @@ pub(crate) async fn run(
             }
         };
         let Some(first) = first else { break };
-        // Take what is queued; then, unless someone waits for a flush, linger for more (up to
-        // `batch_max`), so that appends stay large when records trickle in.
-        let linger_until = tokio::time::Instant::now() + settings.linger;
-        let mut next = Some(first);
-        loop {
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Record(r) => records.push(*r),
-                    Msg::Flush(done) => waiters.push(done),
-                    Msg::SealHeads(done) => {
-                        seal_heads = true;
-                        waiters.push(done);
-                    }
-                }
-                if records.len() < settings.batch_max {
-                    next = rx.try_recv().ok();
-                }
+        // Take what is queued; then, unless someone waits for a flush, linger once for more (up
+        // to `batch_max`), so that appends stay large when records trickle in. One sleep per
+        // batch: waiting on the queue instead would wake this task for every record.
+        batch.take(first);
+        batch.fill(&mut rx, settings.batch_max);
+        if batch.records.len() < settings.batch_max
+            && batch.waiters.is_empty()
+            && !batch.records.is_empty()
+        {
+            tokio::select! {
+                () = tokio::time::sleep(settings.linger) => {}
+                () = flush_now.notified() => {}
             }
-            if records.len() >= settings.batch_max || !waiters.is_empty() || records.is_empty() {
-                break;
-            }
-            next = tokio::select! {
-                m = rx.recv() => m,
-                _ = tokio::time::sleep_until(linger_until) => None,
-            };
-            if next.is_none() {
-                break;
-            }
+            batch.fill(&mut rx, settings.batch_max);
         }
         w.health
             .metrics
             .queue_depth
             .set(i64::try_from(settings.capacity - rx.capacity()).unwrap_or(i64::MAX));
-        if !records.is_empty() {
-            w.commit(&records, Due::CountOrTime).await;
-            records.clear();
+        if !batch.records.is_empty() {
+            w.commit(&batch.records, Due::CountOrTime).await;
+            batch.records.clear();
         }
-        if std::mem::take(&mut seal_heads) {
+        if std::mem::take(&mut batch.seal_heads) {
             w.commit(&[], Due::All).await;
         }
         w.maybe_recover(&rx);
-        for done in waiters.drain(..) {
+        for done in batch.waiters.drain(..) {
             let _ = done.send(());
+        }
+    }
+}
+
+/// What the writer took from the queue for its next commit.
+struct Batch {
+    records: Vec<Record>,
+    /// Flush requests, answered once the batch is committed.
+    waiters: Vec<oneshot::Sender<()>>,
+    /// Sign every chain head after the batch (at shutdown).
+    seal_heads: bool,
+}
+
+impl Batch {
+    fn take(&mut self, m: Msg) {
+        match m {
+            Msg::Record(r) => self.records.push(*r),
+            Msg::Flush(done) => self.waiters.push(done),
+            Msg::SealHeads(done) => {
+                self.seal_heads = true;
+                self.waiters.push(done);
+            }
+        }
+    }
+
+    /// Takes what is queued, until the batch holds `max` records.
+    fn fill(&mut self, rx: &mut mpsc::Receiver<Msg>, max: usize) {
+        while self.records.len() < max {
+            match rx.try_recv() {
+                Ok(m) => self.take(m),
+                Err(_) => return,
+            }
         }
     }
 }
