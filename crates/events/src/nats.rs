@@ -54,6 +54,8 @@ use crate::{
 const PUBLISH_WINDOW: usize = 512;
 /// Messages asked for per pull while reading back.
 const FETCH_MAX: usize = 1000;
+/// Attempts at setting up the stream when the server answers with an internal error.
+const STREAM_SETUP_TRIES: u32 = 4;
 /// At least this many per pull when the types are filtered here (most may be dropped).
 const FETCH_MIN_FILTERED: usize = 200;
 /// How long the server keeps a read-back consumer nobody uses (it is deleted after the read;
@@ -159,20 +161,36 @@ impl NatsBackend {
             num_replicas: config.replicas.max(1),
             ..Default::default()
         };
-        let info = js
-            .create_or_update_stream(stream_config)
-            .await
-            .map_err(|e| {
-                let text = wire::scrub(
-                    &format!("cannot set up stream {} at {url_shown}: {e}", config.stream),
-                    &secrets,
-                );
-                match e.kind() {
-                    CreateStreamErrorKind::JetStreamUnavailable
-                    | CreateStreamErrorKind::TimedOut => EventError::Unavailable(text),
-                    _ => EventError::Backend(text),
+        // A server-side failure to set up the stream's store (a 5xx JetStream answer, as when
+        // the server races its own clean-up of an account's last stream) is tried again a few
+        // times before it is an error.
+        let mut pause = Duration::from_millis(100);
+        let mut tries = 1;
+        let created = loop {
+            match js.create_or_update_stream(stream_config.clone()).await {
+                Err(e)
+                    if tries < STREAM_SETUP_TRIES
+                        && matches!(e.kind(), CreateStreamErrorKind::JetStream(j) if j.code() >= 500) =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    tries += 1;
                 }
-            })?;
+                done => break done,
+            }
+        };
+        let info = created.map_err(|e| {
+            let text = wire::scrub(
+                &format!("cannot set up stream {} at {url_shown}: {e}", config.stream),
+                &secrets,
+            );
+            match e.kind() {
+                CreateStreamErrorKind::JetStreamUnavailable | CreateStreamErrorKind::TimedOut => {
+                    EventError::Unavailable(text)
+                }
+                _ => EventError::Backend(text),
+            }
+        })?;
         let (live, _) = broadcast::channel(config.live_capacity.max(1));
         let follower = live::Follower {
             js: js.clone(),
