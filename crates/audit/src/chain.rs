@@ -1,7 +1,7 @@
 //! Sealing records into chains: the writer keeps one [`Head`] per chain.
 use std::collections::HashMap;
 
-use crate::record::{Digest, Entry, Record};
+use crate::record::{Digest, Entry, Sealable};
 
 /// The last entry of a chain: its sequence number and hash (0 and [`Digest::ZERO`] when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,7 +26,7 @@ impl Chainer {
     }
 
     /// Seals `record` as the next entry of its chain.
-    pub fn seal(&mut self, record: &Record) -> Entry {
+    pub fn seal(&mut self, record: &dyn Sealable) -> Entry {
         let chain = record.chain();
         let head = match self.heads.get_mut(chain) {
             Some(h) => h,
@@ -62,7 +62,7 @@ impl Chainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Kind;
+    use crate::record::{Kind, Record};
     use time::OffsetDateTime;
 
     fn rec(tenant: Option<&str>) -> Record {

@@ -169,5 +169,5 @@ pub async fn sorted_heads(store: &dyn AuditStore) -> Vec<(String, Head)> {
 
 /// Does `e` match `f`? ([`AuditFilter::matches`] on its columns.)
 pub fn matches(e: &Entry, f: &AuditFilter) -> bool {
-    f.matches(&e.columns)
+    f.matches(&e.columns().expect("a stored body reads back"))
 }

@@ -27,7 +27,7 @@ pub mod conformance;
 
 pub use chain::{Chainer, Head};
 pub use checkpoint::{Checkpoint, CheckpointKind, CheckpointSigner, SignerError};
-pub use record::{Columns, Decision, Digest, Entry, Kind, Record, SYSTEM_CHAIN};
+pub use record::{Body, Columns, Decision, Digest, Entry, Kind, Record, SYSTEM_CHAIN, Sealable};
 pub use store::{AuditFilter, AuditStore, AuditStoreError};
 pub use verify::{Break, ChainReport, ChainVerifier, Problem};
 pub use walk::{verify_chain, verify_store};

@@ -68,7 +68,7 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "rfc3339")]
     pub time: OffsetDateTime,
     pub kind: Kind,
     /// `request`, `auth.failure`, `key.create`, `audit.purge`, …
@@ -125,13 +125,154 @@ impl Record {
     /// hash covers the exact stored bytes, which are never serialised again to be checked.
     pub fn to_body(&self) -> String {
         let mut out = Vec::with_capacity(384);
-        // Writing to a Vec cannot fail, and a record has nothing serde_json refuses (string
-        // keys only); the fallback is never taken.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            out.clear();
-        }
+        self.write_body(&mut out);
         // serde_json writes UTF-8 only.
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Sealable for Record {
+    fn chain(&self) -> &str {
+        Record::chain(self)
+    }
+
+    fn time(&self) -> OffsetDateTime {
+        self.time
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        Body {
+            time: self.time,
+            kind: self.kind,
+            action: &self.action,
+            tenant: self.tenant.as_deref(),
+            actor: self.actor.as_deref(),
+            key_id: self.key_id.as_deref(),
+            request_id: self.request_id.as_deref(),
+            decision: self.decision,
+            reason: self.reason.as_deref(),
+            data: (!self.data.is_empty()).then_some(&self.data),
+        }
+        .write(out);
+    }
+}
+
+/// What the audit writer seals: a [`Record`], or a producer's own type that writes the same
+/// JSON without building a `Record` first (the gateway's request record: no map, no string per
+/// detail on the request path). Its body must read back as a [`Record`].
+pub trait Sealable: fmt::Debug + Send + Sync + 'static {
+    /// The chain it belongs to: its tenant's, or [`SYSTEM_CHAIN`].
+    fn chain(&self) -> &str;
+    /// When it happened.
+    fn time(&self) -> OffsetDateTime;
+    /// Appends the body (compact JSON in the shape of [`Body`]) to `out`.
+    fn write_body(&self, out: &mut Vec<u8>);
+}
+
+/// The JSON shape of every body: a [`Record`]'s fields, borrowed, with the details of any
+/// serialisable type `D` (a map, or a struct of the producer's). Absent fields are left out, as
+/// [`Record`] leaves them out, so every body reads back as a `Record`.
+#[derive(Debug, Serialize)]
+pub struct Body<'a, D: Serialize> {
+    #[serde(with = "rfc3339")]
+    pub time: OffsetDateTime,
+    pub kind: Kind,
+    pub action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// `None` for no details (an empty `data` is left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<D>,
+}
+
+impl<D: Serialize> Body<'_, D> {
+    /// Appends the compact JSON to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and a body has nothing serde_json refuses (string keys
+        // only): the error is never met; what was written of a body stays as it is.
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+}
+
+/// RFC 3339 times as the bodies hold them (`2026-01-02T03:04:05.123456Z`, UTC, the fraction
+/// without trailing zeros and left out when zero), written without the general formatter of
+/// `time` (one of the larger costs of a record); read back with it.
+pub mod rfc3339 {
+    use serde::{Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    /// The longest output: `-9999-12-31T23:59:59.999999999Z` is 31 bytes.
+    const MAX: usize = 32;
+
+    /// Writes `t` (in UTC) into `buf`; returns the length written.
+    pub fn format_into(t: OffsetDateTime, buf: &mut [u8; MAX]) -> usize {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let mut n = 0;
+        let mut put = |b: u8| {
+            buf[n] = b;
+            n += 1;
+        };
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            // Outside RFC 3339's range: the general formatter's answer (an error) is left to it.
+            return 0;
+        }
+        let two = |v: u8, put: &mut dyn FnMut(u8)| {
+            put(b'0' + v / 10);
+            put(b'0' + v % 10);
+        };
+        let y = u16::try_from(year).unwrap_or(0);
+        two(u8::try_from(y / 100).unwrap_or(0), &mut put);
+        two(u8::try_from(y % 100).unwrap_or(0), &mut put);
+        put(b'-');
+        two(u8::from(t.month()), &mut put);
+        put(b'-');
+        two(t.day(), &mut put);
+        put(b'T');
+        two(t.hour(), &mut put);
+        put(b':');
+        two(t.minute(), &mut put);
+        put(b':');
+        two(t.second(), &mut put);
+        let mut nanos = t.nanosecond();
+        if nanos != 0 {
+            put(b'.');
+            let mut digits = 9;
+            while nanos % 10 == 0 {
+                nanos /= 10;
+                digits -= 1;
+            }
+            let mut div = 10u32.pow(digits - 1);
+            while div > 0 {
+                put(b'0' + u8::try_from(nanos / div % 10).unwrap_or(0));
+                div /= 10;
+            }
+        }
+        put(b'Z');
+        n
+    }
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; MAX];
+        let n = format_into(*t, &mut buf);
+        match std::str::from_utf8(&buf[..n]) {
+            Ok(text) if n > 0 => s.serialize_str(text),
+            _ => time::serde::rfc3339::serialize(t, s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        time::serde::rfc3339::deserialize(d)
     }
 }
 
@@ -183,8 +324,7 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// The fields of a record that a store keeps in columns of their own, for queries. The
-/// verifier checks that they still equal the sealed body.
+/// The fields of a record that searches filter on, read from its sealed body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Columns {
     /// Unix time in microseconds.
@@ -222,21 +362,26 @@ pub struct Entry {
     pub seq: u64,
     pub prev_hash: Digest,
     pub hash: Digest,
-    pub columns: Columns,
-    /// The record's JSON ([`Record::to_body`]): the bytes the hash covers.
+    /// The record's time, Unix microseconds (stores index their ranges by it; the verifier
+    /// checks it against the body).
+    pub time_micros: i64,
+    /// The record's JSON ([`Sealable::write_body`]): the bytes the hash covers.
     pub body: String,
 }
 
 impl Entry {
     /// Seals `record` as entry `seq` of `chain` after `prev_hash`.
-    pub fn seal(chain: &str, seq: u64, prev_hash: Digest, record: &Record) -> Self {
-        let body = record.to_body();
+    pub fn seal(chain: &str, seq: u64, prev_hash: Digest, record: &dyn Sealable) -> Self {
+        let mut out = Vec::with_capacity(512);
+        record.write_body(&mut out);
+        // serde_json writes UTF-8 only.
+        let body = String::from_utf8(out).unwrap_or_default();
         Self {
             chain: chain.to_owned(),
             seq,
             prev_hash,
             hash: entry_hash(chain, seq, &prev_hash, &body),
-            columns: Columns::of(record),
+            time_micros: micros(record.time()),
             body,
         }
     }
@@ -244,6 +389,11 @@ impl Entry {
     /// The record in the body.
     pub fn record(&self) -> Result<Record, serde_json::Error> {
         serde_json::from_str(&self.body)
+    }
+
+    /// The query columns of the record in the body.
+    pub fn columns(&self) -> Result<Columns, serde_json::Error> {
+        Ok(Columns::of(&self.record()?))
     }
 
     /// The hash the entry's contents call for (equal to `hash` unless it was tampered with).
@@ -324,6 +474,66 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn times_are_written_as_the_general_formatter_writes_them() {
+        use time::format_description::well_known::Rfc3339;
+        let base = datetime!(2026-01-02 03:04:05 UTC);
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut times = vec![
+            base,
+            datetime!(0000-01-01 00:00:00 UTC),
+            datetime!(9999-12-31 23:59:59.999999999 UTC),
+            datetime!(2026-11-30 21:07:00.1 UTC),
+            datetime!(2026-11-30 21:07:00.000001 UTC),
+            datetime!(2026-11-30 23:07:00.5 +02:00),
+        ];
+        for _ in 0..2_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let secs = i64::try_from(seed >> 34).unwrap();
+            let nanos = i64::try_from(seed % 1_000_000_000).unwrap();
+            let micros_only = nanos / 1_000 * 1_000;
+            let t = base + time::Duration::seconds(secs);
+            times.push(t + time::Duration::nanoseconds(nanos));
+            times.push(t + time::Duration::nanoseconds(micros_only));
+        }
+        for t in times {
+            let mut buf = [0u8; 32];
+            let n = rfc3339::format_into(t, &mut buf);
+            let utc = t.to_offset(time::UtcOffset::UTC);
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                utc.format(&Rfc3339).unwrap(),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_and_its_body_shape_write_the_same_bytes() {
+        let mut r = record();
+        r.tenant = Some("acme".to_owned());
+        r.reason = Some("rate_limited".to_owned());
+        let mut out = Vec::new();
+        Body {
+            time: r.time,
+            kind: r.kind,
+            action: &r.action,
+            tenant: Some("acme"),
+            actor: None,
+            key_id: None,
+            request_id: None,
+            decision: None,
+            reason: Some("rate_limited"),
+            data: Some(&r.data),
+        }
+        .write(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r.to_body());
+        let e = Entry::seal("acme", 1, Digest::ZERO, &r);
+        assert_eq!(e.time_micros, micros(r.time));
+        assert_eq!(e.record().unwrap(), r);
+        assert_eq!(e.columns().unwrap(), Columns::of(&r));
     }
 
     #[test]

@@ -19,6 +19,11 @@ tokio::task_local! {
     static CURRENT: Arc<str>;
 }
 
+/// The id of the request being handled, shared (no copy).
+pub fn current_shared() -> Option<Arc<str>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
 /// The id of the request being handled, if any.
 pub fn current() -> Option<String> {
     CURRENT.try_with(|id| id.to_string()).ok()

@@ -23,7 +23,7 @@ use std::{
 use clap::Parser;
 use portcullis_audit::{
     AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Digest, Entry, Record,
-    record::Columns,
+    record::micros,
 };
 use portcullis_bench::audit::request;
 use portcullis_core::OffsetDateTime;
@@ -83,7 +83,7 @@ fn unhashed(chainer: &mut std::collections::HashMap<String, u64>, record: &Recor
         seq: *seq,
         prev_hash: Digest::ZERO,
         hash: Digest::ZERO,
-        columns: Columns::of(record),
+        time_micros: micros(record.time),
         body: record.to_body(),
     }
 }

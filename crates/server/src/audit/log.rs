@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use portcullis_audit::{AuditStore, CheckpointSigner, Record};
+use portcullis_audit::{AuditStore, CheckpointSigner, Sealable};
 use portcullis_core::clock::Clock;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -21,7 +21,7 @@ use crate::{
 /// committed.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    Record(Box<Record>),
+    Record(Box<dyn Sealable>),
     /// Answers once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
     /// The same, after also signing every chain head not yet signed (at shutdown, so a
@@ -173,7 +173,7 @@ impl AuditLog {
 
     /// Queues `record`; never waits. A record that does not fit the queue is dropped and
     /// counted (and in `fail_closed` mode new requests are refused until there is room).
-    pub fn record(&self, record: Record) {
+    pub fn record(&self, record: impl Sealable) {
         let Some(inner) = &self.inner else {
             return;
         };
@@ -212,7 +212,7 @@ impl AuditLog {
 
     /// Queues a request's record in the place reserved at admission (without one, as
     /// [`record`](Self::record) does).
-    pub fn record_in(&self, place: QueuePlace, record: Record) {
+    pub fn record_in(&self, place: QueuePlace, record: impl Sealable) {
         match place.0 {
             Some(permit) => {
                 permit.send(Msg::Record(Box::new(record)));
@@ -322,7 +322,7 @@ impl AuditLog {
 
 #[cfg(test)]
 mod tests {
-    use portcullis_audit::{Kind, verify_chain};
+    use portcullis_audit::{Kind, Record, verify_chain};
     use portcullis_core::clock::SystemClock;
     use portcullis_sqlite::SqliteAuditStore;
 

@@ -16,7 +16,7 @@ use std::{
 };
 
 use portcullis_audit::{
-    AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Entry, Head, Record,
+    AuditStore, Chainer, Checkpoint, CheckpointKind, CheckpointSigner, Entry, Head, Sealable,
 };
 use portcullis_core::clock::Clock;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -124,7 +124,7 @@ pub(crate) async fn run(
 
 /// What the writer took from the queue for its next commit.
 struct Batch {
-    records: Vec<Record>,
+    records: Vec<Box<dyn Sealable>>,
     /// Flush requests, answered once the batch is committed.
     waiters: Vec<oneshot::Sender<()>>,
     /// Sign every chain head after the batch (at shutdown).
@@ -134,7 +134,7 @@ struct Batch {
 impl Batch {
     fn take(&mut self, m: Msg) {
         match m {
-            Msg::Record(r) => self.records.push(*r),
+            Msg::Record(r) => self.records.push(r),
             Msg::Flush(done) => self.waiters.push(done),
             Msg::SealHeads(done) => {
                 self.seal_heads = true;
@@ -208,7 +208,7 @@ impl Writer {
 
     /// Seals `records` (plus the checkpoints that are `due`) and commits them, retrying until it
     /// succeeds.
-    async fn commit(&mut self, records: &[Record], due: Due) {
+    async fn commit(&mut self, records: &[Box<dyn Sealable>], due: Due) {
         let mut backoff = BACKOFF_START;
         let mut with_checkpoints = true;
         loop {
@@ -218,7 +218,7 @@ impl Writer {
                 .heads()
                 .map(|(c, h)| (c.to_owned(), h))
                 .collect();
-            let entries: Vec<Entry> = records.iter().map(|r| self.chainer.seal(r)).collect();
+            let entries: Vec<Entry> = records.iter().map(|r| self.chainer.seal(&**r)).collect();
             let checkpoints = if with_checkpoints {
                 self.due_checkpoints(due)
             } else {

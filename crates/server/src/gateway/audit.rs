@@ -3,13 +3,17 @@
 //! critical work (after the response is ready) and handed to the audit queue, which never waits.
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
-use axum::extract::Request;
-use portcullis_audit::{Decision, Kind, Record};
+use axum::{
+    extract::Request,
+    http::{Method, Uri},
+};
+use portcullis_audit::{Body, Decision, Kind, Record, SYSTEM_CHAIN, Sealable};
 use portcullis_core::{OffsetDateTime, tenant::TenantId};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{Gateway, upload::UploadFacts};
-use crate::{audit::request as api, cache::CachedKey};
+use crate::{audit::request as api, cache::CachedKey, config::ClientIpMode};
 
 /// What the request path learnt for the request's record.
 #[derive(Default)]
@@ -27,8 +31,9 @@ pub(super) struct Facts {
 pub(super) struct Started {
     at: Instant,
     time: OffsetDateTime,
-    method: String,
-    path: String,
+    method: Method,
+    /// The request's URI (shared bytes, not copied); the record keeps its path only.
+    uri: Uri,
     bytes_in: Option<u64>,
 }
 
@@ -37,8 +42,8 @@ impl Started {
         Self {
             at: Instant::now(),
             time: gw.app.clock.precise_now(),
-            method: req.method().as_str().to_owned(),
-            path: req.uri().path().to_owned(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
             bytes_in: api::declared_length(req.headers()),
         }
     }
@@ -46,13 +51,121 @@ impl Started {
 
 /// The answer a request got.
 pub(super) struct Answer<'a> {
-    pub route: &'a str,
+    pub route: &'a Arc<str>,
     pub status: u16,
     /// The decision label of the metrics (`allowed`, `forbidden`, …).
     pub outcome: &'static str,
     /// The error code of a refusal.
     pub code: Option<&'static str>,
     pub bytes_out: Option<u64>,
+}
+
+/// The `gateway.request` record as the request path leaves it: what it knows, shared or
+/// copied as plain values, with no map and no string per detail. The audit writer serialises
+/// it straight into the body, the same JSON as a [`Record`] with these details would give
+/// (and it reads back as one).
+#[derive(Debug)]
+pub(super) struct RequestRecord {
+    time: OffsetDateTime,
+    key: Option<Arc<CachedKey>>,
+    request_id: Option<Arc<str>>,
+    reason: Option<&'static str>,
+    method: Method,
+    route: Arc<str>,
+    uri: Uri,
+    status: u16,
+    outcome: &'static str,
+    latency_us: u64,
+    client_ip: ClientIp,
+    bytes_in: Option<u64>,
+    bytes_out: Option<u64>,
+    auth_failure: Option<&'static str>,
+}
+
+/// A client address as the audit log keeps it: as seen (written without a copy), or its
+/// pseudonym ([`api::client_ip`]).
+#[derive(Debug)]
+enum ClientIp {
+    Seen(IpAddr),
+    Pseudonym(String),
+}
+
+impl Serialize for ClientIp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Seen(ip) => s.collect_str(ip),
+            Self::Pseudonym(p) => s.serialize_str(p),
+        }
+    }
+}
+
+/// The details of a `gateway.request` record (`data` of its body), in this order.
+#[derive(Serialize)]
+struct Details<'a> {
+    method: &'a str,
+    route: &'a str,
+    path: &'a str,
+    status: u16,
+    outcome: &'a str,
+    latency_us: u64,
+    client_ip: &'a ClientIp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_out: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_failure: Option<&'a str>,
+}
+
+impl RequestRecord {
+    fn tenant(&self) -> Option<&str> {
+        self.key.as_ref().map(|k| k.found.key.tenant_id.as_str())
+    }
+}
+
+impl Sealable for RequestRecord {
+    fn chain(&self) -> &str {
+        self.tenant().unwrap_or(SYSTEM_CHAIN)
+    }
+
+    fn time(&self) -> OffsetDateTime {
+        self.time
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        let key = self.key.as_ref().map(|k| &k.found.key);
+        Body {
+            time: self.time,
+            kind: Kind::Request,
+            action: "gateway.request",
+            tenant: self.tenant(),
+            actor: None,
+            key_id: key.map(|k| k.id.as_str()),
+            request_id: self.request_id.as_deref(),
+            decision: Some(if self.reason.is_none() {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            }),
+            reason: self.reason,
+            data: Some(Details {
+                method: self.method.as_str(),
+                route: &self.route,
+                path: self.uri.path(),
+                status: self.status,
+                outcome: self.outcome,
+                latency_us: self.latency_us,
+                client_ip: &self.client_ip,
+                environment: key.map(|k| k.environment.as_str()),
+                bytes_in: self.bytes_in,
+                bytes_out: self.bytes_out,
+                auth_failure: self.auth_failure,
+            }),
+        }
+        .write(out);
+    }
 }
 
 /// The `gateway.request` record.
@@ -62,46 +175,33 @@ pub(super) fn request_record(
     started: Started,
     facts: Facts,
     answer: Answer<'_>,
-) -> Record {
-    let mut r = Record::new(started.time, Kind::Request, "gateway.request");
-    let key = facts.key.as_ref().map(|k| &k.found.key);
-    r.tenant = key.map(|k| k.tenant_id.as_str().to_owned());
-    r.key_id = key.map(|k| k.id.clone());
-    r.request_id = crate::request_id::current();
-    r.decision = Some(if answer.code.is_none() {
-        Decision::Allow
-    } else {
-        Decision::Deny
-    });
-    r.reason = answer.code.map(str::to_owned);
-    let client = api::client_ip(
-        gw.app.audit_client_ip,
-        &gw.app.pepper,
-        r.tenant.as_deref(),
-        facts.client.unwrap_or(peer),
-    );
-    let latency = u64::try_from(started.at.elapsed().as_micros()).unwrap_or(u64::MAX);
-    r = r
-        .with("method", started.method)
-        .with("route", answer.route)
-        .with("path", started.path)
-        .with("status", answer.status)
-        .with("outcome", answer.outcome)
-        .with("latency_us", latency)
-        .with("client_ip", client);
-    if let Some(k) = key {
-        r = r.with("environment", k.environment.as_str());
+) -> RequestRecord {
+    let client = facts.client.unwrap_or(peer);
+    let client_ip = match gw.app.audit_client_ip {
+        ClientIpMode::Store => ClientIp::Seen(portcullis_core::ip::canonical(client)),
+        mode => ClientIp::Pseudonym(api::client_ip(
+            mode,
+            &gw.app.pepper,
+            facts.key.as_ref().map(|k| k.found.key.tenant_id.as_str()),
+            client,
+        )),
+    };
+    RequestRecord {
+        time: started.time,
+        key: facts.key,
+        request_id: crate::request_id::current_shared(),
+        reason: answer.code,
+        method: started.method,
+        route: answer.route.clone(),
+        uri: started.uri,
+        status: answer.status,
+        outcome: answer.outcome,
+        latency_us: u64::try_from(started.at.elapsed().as_micros()).unwrap_or(u64::MAX),
+        client_ip,
+        bytes_in: started.bytes_in,
+        bytes_out: answer.bytes_out,
+        auth_failure: facts.auth_failure,
     }
-    if let Some(n) = started.bytes_in {
-        r = r.with("bytes_in", n);
-    }
-    if let Some(n) = answer.bytes_out {
-        r = r.with("bytes_out", n);
-    }
-    if let Some(a) = facts.auth_failure {
-        r = r.with("auth_failure", a);
-    }
-    r
 }
 
 /// An `auth.failure` record of the gateway: the reason, the key's hint (never the secret), the

@@ -4,7 +4,7 @@
 //! block's row; the query columns are not stored: they are read back from the body.
 use std::collections::HashMap;
 
-use portcullis_audit::{AuditStoreError, Columns, Digest, Entry, Record};
+use portcullis_audit::{AuditStoreError, Digest, Entry, Record, record::micros};
 
 /// The layout version, the first byte of every block.
 pub(super) const VERSION: u8 = 1;
@@ -154,17 +154,27 @@ pub(super) fn record(chain: &str, raw: &Raw<'_>) -> Result<Record, AuditStoreErr
     parse(chain, raw.seq, body(chain, raw)?)
 }
 
-/// `raw` as an entry of `chain`, its columns read from the body.
+/// `raw` as an entry of `chain`, its time read from the body.
 pub(super) fn entry(chain: &str, raw: &Raw<'_>) -> Result<Entry, AuditStoreError> {
+    entry_and_record(chain, raw).map(|(e, _)| e)
+}
+
+/// `raw` as an entry of `chain`, and the record in its body.
+pub(super) fn entry_and_record(
+    chain: &str,
+    raw: &Raw<'_>,
+) -> Result<(Entry, Record), AuditStoreError> {
     let body = body(chain, raw)?;
-    Ok(Entry {
+    let record = parse(chain, raw.seq, body)?;
+    let entry = Entry {
         chain: chain.to_owned(),
         seq: raw.seq,
         prev_hash: raw.prev_hash,
         hash: raw.hash,
-        columns: Columns::of(&parse(chain, raw.seq, body)?),
+        time_micros: micros(record.time),
         body: body.to_owned(),
-    })
+    };
+    Ok((entry, record))
 }
 
 /// The body as text (checked once, so the JSON parser need not check its strings again).
@@ -202,7 +212,7 @@ pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreErro
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut blocks: Vec<Block<'_>> = Vec::new();
     for e in entries {
-        let t = e.columns.time_micros;
+        let t = e.time_micros;
         let b = match index.get(e.chain.as_str()) {
             Some(&i) => {
                 let b = &mut blocks[i];

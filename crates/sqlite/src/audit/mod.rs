@@ -30,7 +30,7 @@ use std::{ops::ControlFlow, path::Path};
 
 use async_trait::async_trait;
 use portcullis_audit::{
-    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Entry, Head, record::micros,
+    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Columns, Entry, Head, record::micros,
 };
 use portcullis_core::ids;
 use sqlx::{
@@ -342,8 +342,8 @@ impl AuditStore for SqliteAuditStore {
             ..Range::seqs(after_seq.saturating_add(1), u64::MAX)
         };
         self.scan(chain, range, |raw| {
-            let entry = codec::entry(chain, &raw)?;
-            if filter.matches(&entry.columns) {
+            let (entry, record) = codec::entry_and_record(chain, &raw)?;
+            if filter.matches(&Columns::of(&record)) {
                 out.push(entry);
             }
             Ok(if out.len() >= limit {
