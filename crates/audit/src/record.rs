@@ -248,7 +248,7 @@ pub mod rfc3339 {
         if nanos != 0 {
             put(b'.');
             let mut digits = 9;
-            while nanos % 10 == 0 {
+            while nanos.is_multiple_of(10) {
                 nanos /= 10;
                 digits -= 1;
             }
