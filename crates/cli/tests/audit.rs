@@ -35,18 +35,22 @@ fn tamper(data: &Path, chain: &str, first_seq: i64, from: &str, to: &str) {
             .await
             .expect("connect");
         let where_ = "WHERE chain = ? AND first_seq = ?";
-        let (mut block,): (Vec<u8>,) =
+        let (block,): (Vec<u8>,) =
             sqlx::query_as(&format!("SELECT data FROM audit_blocks {where_}"))
                 .bind(chain)
                 .bind(first_seq)
                 .fetch_one(&mut c)
                 .await
                 .expect("the block");
+        let mut block = portcullis_sqlite::audit::unpack_block(&block)
+            .expect("decompress")
+            .into_owned();
         let at = block
             .windows(from.len())
             .position(|w| w == from.as_bytes())
             .expect("the text to change");
         block[at..at + to.len()].copy_from_slice(to.as_bytes());
+        let block = portcullis_sqlite::audit::pack_block(&block).expect("compress");
         sqlx::query(&format!("UPDATE audit_blocks SET data = ? {where_}"))
             .bind(block)
             .bind(chain)

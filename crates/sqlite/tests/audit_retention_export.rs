@@ -112,9 +112,12 @@ async fn a_broken_range_is_not_purged() {
                 .fetch_one(&mut c)
                 .await
                 .unwrap();
-        let at = data.windows(3).position(|w| w == b"403").unwrap();
-        let mut edited = data.clone();
+        let mut edited = portcullis_sqlite::audit::unpack_block(&data)
+            .unwrap()
+            .into_owned();
+        let at = edited.windows(3).position(|w| w == b"403").unwrap();
         edited[at..at + 3].copy_from_slice(b"200");
+        let edited = portcullis_sqlite::audit::pack_block(&edited).unwrap();
         sqlx::query("UPDATE audit_blocks SET data = ? WHERE chain = 'acme' AND first_seq = 4")
             .bind(edited)
             .execute(&mut c)

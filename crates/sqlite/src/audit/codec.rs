@@ -1,13 +1,67 @@
-//! The bytes of a block: a version byte, then each entry of the block in sequence order as
-//! `seq` (u64 big-endian), `prev_hash` (32 bytes), `hash` (32 bytes), the body's length (u32
-//! big-endian) and the body (the record's JSON, the bytes the hash covers). The chain is the
-//! block's row; the query columns are not stored: they are read back from the body.
-use std::collections::HashMap;
+//! The bytes of a block: a layout byte, then the block's entries.
+//!
+//! - Layout 1 (plain): each entry of the block in sequence order as `seq` (u64 big-endian),
+//!   `prev_hash` (32 bytes), `hash` (32 bytes), the body's length (u32 big-endian) and the body
+//!   (the record's JSON, the bytes the hash covers).
+//! - Layout 2 (compressed, what appends write): the length of the plain entries (u32
+//!   big-endian), then those entries compressed as one LZ4 block. Request records of a chain
+//!   repeat most of their bytes (keys, routes, addresses), so a block shrinks to about a fifth,
+//!   and with it everything the store does per byte: the copies into SQLite's pages, the WAL
+//!   frames and the checkpoints that copy them into the file.
+//!
+//! The chain is the block's row; the query columns are not stored: they are read back from the
+//! body. Blocks of both layouts are read.
+use std::{borrow::Cow, collections::HashMap};
 
 use portcullis_audit::{AuditStoreError, Digest, Entry, Record, record::micros};
 
-/// The layout version, the first byte of every block.
+/// The plain layout's first byte.
 pub(super) const VERSION: u8 = 1;
+/// The compressed layout's first byte.
+pub(super) const VERSION_LZ4: u8 = 2;
+/// The largest plain size a compressed block may claim (a block is one append of one chain:
+/// at most `batch_max` entries of at most a few KiB each); larger claims are corrupt.
+const MAX_PLAIN: usize = 1 << 28;
+
+/// A block's bytes in the compressed layout, from its plain bytes (layout 1, first byte
+/// included).
+pub fn pack(plain: &[u8]) -> Result<Vec<u8>, AuditStoreError> {
+    let entries = plain.get(1..).unwrap_or_default();
+    let len = u32::try_from(entries.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_PLAIN)
+        .ok_or_else(|| AuditStoreError::Backend(format!("block of {} bytes", entries.len())))?;
+    let mut out = vec![0u8; 5 + lz4_flex::block::get_maximum_output_size(entries.len())];
+    out[0] = VERSION_LZ4;
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    let n = lz4_flex::block::compress_into(entries, &mut out[5..])
+        .map_err(|e| AuditStoreError::Backend(format!("compressing a block: {e}")))?;
+    out.truncate(5 + n);
+    Ok(out)
+}
+
+/// A block's plain bytes (layout 1, first byte included), from its stored bytes of either
+/// layout. `Corrupt` when compressed bytes do not decompress to the length they claim.
+pub fn unpack(data: &[u8]) -> Result<Cow<'_, [u8]>, AuditStoreError> {
+    if data.first() != Some(&VERSION_LZ4) {
+        return Ok(Cow::Borrowed(data));
+    }
+    let corrupt = |what: &str| AuditStoreError::Corrupt(format!("compressed block: {what}"));
+    let len = data
+        .get(1..5)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_be_bytes(b) as usize)
+        .filter(|&n| n <= MAX_PLAIN)
+        .ok_or_else(|| corrupt("no valid length"))?;
+    let mut plain = vec![0u8; 1 + len];
+    plain[0] = VERSION;
+    let n = lz4_flex::block::decompress_into(&data[5..], &mut plain[1..])
+        .map_err(|e| corrupt(&e.to_string()))?;
+    if n != len {
+        return Err(corrupt("shorter than it claims"));
+    }
+    Ok(Cow::Owned(plain))
+}
 
 /// Bytes before an entry's body.
 const HEADER: usize = 8 + 32 + 32 + 4;
@@ -245,6 +299,9 @@ pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreErro
         };
         push(&mut b.data, &Raw::of(e))?;
     }
+    for b in &mut blocks {
+        b.data = pack(&b.data)?;
+    }
     Ok(blocks)
 }
 
@@ -284,6 +341,41 @@ mod tests {
         let back: Vec<Entry> = read(&data).into_iter().map(Result::unwrap).collect();
         assert_eq!(back, entries);
         assert!(read(&[VERSION]).is_empty(), "an empty block holds nothing");
+    }
+
+    #[test]
+    fn compressed_blocks_round_trip_and_refuse_false_lengths() {
+        let (entries, plain) = block(50);
+        let packed = pack(&plain).unwrap();
+        assert_eq!(packed[0], VERSION_LZ4);
+        assert!(
+            packed.len() * 3 < plain.len(),
+            "{} of {}",
+            packed.len(),
+            plain.len()
+        );
+        let back = unpack(&packed).unwrap();
+        assert_eq!(&back[..], &plain[..]);
+        let read: Vec<Entry> = read(&back).into_iter().map(Result::unwrap).collect();
+        assert_eq!(read, entries);
+        // A plain block is read as it is.
+        assert!(matches!(unpack(&plain).unwrap(), Cow::Borrowed(_)));
+        // A length claim that does not match, a huge one, a missing one, a cut block.
+        let mut longer = packed.clone();
+        longer[1..5].copy_from_slice(&(u32::try_from(plain.len()).unwrap()).to_be_bytes());
+        let mut huge = packed.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        for bad in [
+            longer,
+            huge,
+            vec![VERSION_LZ4, 0],
+            packed[..packed.len() - 5].to_vec(),
+        ] {
+            assert!(
+                matches!(unpack(&bad), Err(AuditStoreError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

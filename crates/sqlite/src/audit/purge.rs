@@ -34,12 +34,12 @@ pub(super) async fn purge(
     let mut removed = 0;
     if let Some(r) = holder.filter(|r| seq(r, 1).is_ok_and(|last| last >= through)) {
         let first = seq(&r, 0)?;
-        let data: &[u8] = r.try_get(2).map_err(corrupt)?;
+        let data = codec::unpack(r.try_get(2).map_err(corrupt)?)?;
         // The anchor must sign the stored entry it names, or what is kept would not verify.
         let mut kept = codec::start(0, 0);
         let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
         let mut kept_first = None;
-        for raw in Entries::new(chain, first, data) {
+        for raw in Entries::new(chain, first, &data) {
             let raw = raw?;
             if raw.seq == through && raw.hash != anchor.hash {
                 return Err(AuditStoreError::Backend(format!(
@@ -65,7 +65,7 @@ pub(super) async fn purge(
             .bind(clamp(kept_first))
             .bind(min_time)
             .bind(max_time)
-            .bind(kept)
+            .bind(codec::pack(&kept)?)
             .bind(chain)
             .bind(clamp(first))
             .execute(&mut *tx)
