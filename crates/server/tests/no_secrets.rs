@@ -26,7 +26,8 @@ async fn audit_rows(s: &portcullis_testkit::TestServer) -> String {
     sqlite_rows(&s.audit_path).await
 }
 
-/// Every row of every table of the SQLite database at `path`, as text.
+/// Every row of every table of the SQLite database at `path`, as text (audit blocks
+/// decompressed).
 async fn sqlite_rows(path: &std::path::Path) -> String {
     use sqlx::{Column, Connection, Row, ValueRef};
     let url = format!("sqlite://{}?mode=ro", path.display());
@@ -54,9 +55,17 @@ async fn sqlite_rows(path: &std::path::Path) -> String {
                     .ok()
                     .or_else(|| row.try_get::<i64, _>(i).ok().map(|n| n.to_string()))
                     .or_else(|| {
-                        row.try_get::<Vec<u8>, _>(i)
-                            .ok()
-                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        row.try_get::<Vec<u8>, _>(i).ok().map(|b| {
+                            // Audit blocks are stored compressed: read what they hold.
+                            let b = if t == "audit_blocks" && col.name() == "data" {
+                                portcullis_sqlite::audit::unpack_block(&b)
+                                    .expect("an audit block decompresses")
+                                    .into_owned()
+                            } else {
+                                b
+                            };
+                            String::from_utf8_lossy(&b).into_owned()
+                        })
                     })
                     .unwrap_or_default();
                 out.push_str(col.name());
