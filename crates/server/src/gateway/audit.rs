@@ -38,9 +38,10 @@ pub(super) struct Started {
 }
 
 impl Started {
-    pub fn of(gw: &Gateway, req: &Request) -> Self {
+    /// `at`: when the request's handling started (the latency is measured from it).
+    pub fn of(gw: &Gateway, req: &Request, at: Instant) -> Self {
         Self {
-            at: Instant::now(),
+            at,
             time: gw.app.clock.precise_now(),
             method: req.method().clone(),
             uri: req.uri().clone(),

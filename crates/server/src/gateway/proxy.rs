@@ -98,7 +98,7 @@ pub async fn handle(
         .app
         .audit
         .enabled()
-        .then(|| audit::Started::of(&gw, &req));
+        .then(|| audit::Started::of(&gw, &req, start));
     let rt = gw.runtime();
     let m = &gw.app.metrics;
     let mut facts = audit::Facts::default();

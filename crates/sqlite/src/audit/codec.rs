@@ -265,10 +265,16 @@ pub(super) struct Block<'a> {
 pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreError> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut blocks: Vec<Block<'_>> = Vec::new();
+    // Entries of one chain tend to come in runs: the last block is tried before the index.
+    let mut last: Option<usize> = None;
     for e in entries {
         let t = e.time_micros;
-        let b = match index.get(e.chain.as_str()) {
-            Some(&i) => {
+        let found = last
+            .filter(|&i| blocks[i].chain == e.chain)
+            .or_else(|| index.get(e.chain.as_str()).copied());
+        last = Some(found.unwrap_or(blocks.len()));
+        let b = match found {
+            Some(i) => {
                 let b = &mut blocks[i];
                 if b.last.checked_add(1) != Some(e.seq) {
                     return Err(AuditStoreError::Backend(format!(
