@@ -176,6 +176,36 @@ fn forged(chain: &str, seq: u64, prev: Digest) -> Stored {
     Stored::from(&Entry::seal(chain, seq, prev, &r))
 }
 
+/// Replaces the data of the block of `chain` starting at `first` with what `edit` makes of it,
+/// and its `last_seq` with the one `edit` gives, if any.
+async fn rewrite(
+    conn: &mut SqliteConnection,
+    chain: &str,
+    first: u64,
+    edit: impl FnOnce(&[u8]) -> (Vec<u8>, Option<u64>),
+) {
+    let first = i64::try_from(first).unwrap();
+    let data: Vec<u8> =
+        sqlx::query_scalar("SELECT data FROM audit_blocks WHERE chain = ? AND first_seq = ?")
+            .bind(chain)
+            .bind(first)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("block");
+    let (data, last) = edit(&data);
+    sqlx::query(
+        "UPDATE audit_blocks SET data = ?, last_seq = coalesce(?, last_seq) \
+         WHERE chain = ? AND first_seq = ?",
+    )
+    .bind(data)
+    .bind(last.map(|l| i64::try_from(l).unwrap()))
+    .bind(chain)
+    .bind(first)
+    .execute(&mut *conn)
+    .await
+    .expect("rewrite block");
+}
+
 /// Copies the original, applies `changes` on a plain connection, and verifies the copy.
 async fn tampered(
     dir: &Path,
@@ -194,49 +224,21 @@ async fn tampered(
                 sqlx::raw_sql(&s).execute(&mut conn).await.expect(&s);
             }
             Change::Plain(chain, first, edit) => {
-                let first = i64::try_from(first).unwrap();
-                let data: Vec<u8> = sqlx::query_scalar(
-                    "SELECT data FROM audit_blocks WHERE chain = ? AND first_seq = ?",
-                )
-                .bind(chain)
-                .bind(first)
-                .fetch_one(&mut conn)
-                .await
-                .expect("block");
-                let mut plain = unpack_block(&data).expect("decompress").into_owned();
-                edit(&mut plain);
-                sqlx::query("UPDATE audit_blocks SET data = ? WHERE chain = ? AND first_seq = ?")
-                    .bind(plain)
-                    .bind(chain)
-                    .bind(first)
-                    .execute(&mut conn)
-                    .await
-                    .expect("rewrite block");
+                rewrite(&mut conn, chain, first, |data| {
+                    let mut plain = unpack_block(data).expect("decompress").into_owned();
+                    edit(&mut plain);
+                    (plain, None)
+                })
+                .await;
             }
             Change::Block(chain, first, edit) => {
-                let first = i64::try_from(first).unwrap();
-                let data: Vec<u8> = sqlx::query_scalar(
-                    "SELECT data FROM audit_blocks WHERE chain = ? AND first_seq = ?",
-                )
-                .bind(chain)
-                .bind(first)
-                .fetch_one(&mut conn)
-                .await
-                .expect("block");
-                let mut entries = decode(&data);
-                edit(&mut entries);
-                let last = entries.iter().map(|e| e.seq).max().unwrap();
-                sqlx::query(
-                    "UPDATE audit_blocks SET data = ?, last_seq = ? \
-                     WHERE chain = ? AND first_seq = ?",
-                )
-                .bind(encode(&entries))
-                .bind(i64::try_from(last).unwrap())
-                .bind(chain)
-                .bind(first)
-                .execute(&mut conn)
-                .await
-                .expect("rewrite block");
+                rewrite(&mut conn, chain, first, |data| {
+                    let mut entries = decode(data);
+                    edit(&mut entries);
+                    let last = entries.iter().map(|e| e.seq).max().unwrap();
+                    (encode(&entries), Some(last))
+                })
+                .await;
             }
         }
     }
