@@ -526,6 +526,29 @@ async fn best_effort_keeps_serving_and_counts_drops() {
         "one line per episode, not per record: {logs}"
     );
     assert_eq!(logs.matches("audit log recovered").count(), 1, "{logs}");
+    // The episode (shorter than a second here) is told as two `audit.degraded` events of no
+    // tenant: its start and its end.
+    let backend = s.state.events.backend().expect("events enabled");
+    let states = || async {
+        backend
+            .read_after(0, &portcullis_events::Scope::global(), 1_000)
+            .await
+            .expect("read events")
+            .into_iter()
+            .filter(|e| e.kind == portcullis_events::EventType::AuditDegraded)
+            .map(|e| {
+                assert_eq!(e.tenant, None);
+                assert_eq!(e.data["mode"], "best_effort");
+                e.data["state"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually("both audit.degraded events", || async {
+        states().await.len() >= 2
+    })
+    .await;
+    let states = states().await;
+    assert_eq!(states, ["degraded", "recovered"]);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::{
 
 use portcullis_audit::{AuditStore, CheckpointSigner, Sealable};
 use portcullis_core::clock::Clock;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::writer::{self, WriterSettings};
 use crate::{
@@ -61,7 +61,18 @@ pub(crate) struct Health {
     /// A degraded episode is under way (records dropped or writes failing): logged once when it
     /// starts, once when it ends.
     pub degraded: AtomicBool,
+    /// The episodes, for watchers ([`AuditLog::episodes`]): told at each start and end.
+    pub episodes: watch::Sender<Episodes>,
     pub metrics: AuditMetrics,
+}
+
+/// Degraded episodes of the audit log so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Episodes {
+    /// Episodes started since the log started.
+    pub started: u64,
+    /// Is one under way?
+    pub degraded: bool,
 }
 
 impl Health {
@@ -69,6 +80,10 @@ impl Health {
     pub fn degrade(&self, why: &str) {
         if !self.degraded.swap(true, Ordering::Relaxed) {
             tracing::error!(reason = why, "audit log degraded");
+            self.episodes.send_modify(|e| {
+                e.started += 1;
+                e.degraded = true;
+            });
         }
     }
 
@@ -76,6 +91,7 @@ impl Health {
     pub fn recover(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::warn!("audit log recovered");
+            self.episodes.send_modify(|e| e.degraded = false);
         }
     }
 }
@@ -130,6 +146,7 @@ impl AuditLog {
         let health = Arc::new(Health {
             failing: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
+            episodes: watch::Sender::new(Episodes::default()),
             metrics: metrics.clone(),
         });
         metrics.healthy.set(1);
@@ -234,6 +251,12 @@ impl AuditLog {
         self.inner
             .as_ref()
             .is_some_and(|i| i.health.degraded.load(Ordering::Relaxed))
+    }
+
+    /// The degraded episodes, watched (`None` when disabled): a watcher that looks later still
+    /// learns of an episode that began and ended in between, from the count.
+    pub fn episodes(&self) -> Option<watch::Receiver<Episodes>> {
+        self.inner.as_ref().map(|i| i.health.episodes.subscribe())
     }
 
     /// Did the last write succeed (true for a disabled log)?

@@ -29,7 +29,7 @@ pub mod request;
 pub mod retention;
 pub(crate) mod writer;
 
-pub use log::{ADMIT_WAIT, AuditError, AuditLog, QueuePlace};
+pub use log::{ADMIT_WAIT, AuditError, AuditLog, Episodes, QueuePlace};
 pub use portcullis_audit::{Kind, Record};
 
 /// The actor of changes made by the operator CLI.

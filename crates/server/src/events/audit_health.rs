@@ -1,43 +1,54 @@
 //! `audit.degraded`: raised when the audit log starts dropping records or failing to write them,
 //! and again (with `"state": "recovered"`) when it is back. An event of no tenant: global
 //! readers (root admin keys) see it.
-use std::time::Duration;
-
 use portcullis_events::EventType;
 use serde_json::json;
 
 use crate::{config::AuditMode, state::AppState};
 
-/// How often the audit log's health is looked at.
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Watches the audit log and publishes one event per change of its state.
+/// Publishes one event per start and per end of a degraded episode of the audit log, as the log
+/// tells them (an episode that began and ended before the watcher looked is still reported,
+/// both events, from the log's episode count).
 pub fn spawn_watcher(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     let mode = state.audit.config()?.mode;
+    let mut episodes = state.audit.episodes()?;
     state.events.backend()?;
     Some(tokio::spawn(async move {
-        let mut was = false;
-        let mut tick = tokio::time::interval(CHECK_EVERY);
+        // Episodes told so far, and whether the last one told is still open.
+        let (mut told, mut open) = (0, false);
         loop {
-            tick.tick().await;
-            let now = state.audit.degraded();
-            if now == was {
-                continue;
+            let now = *episodes.borrow_and_update();
+            if now.started > told {
+                if open {
+                    // It ended before a new one started.
+                    emit(&state, mode, false).await;
+                }
+                emit(&state, mode, true).await;
+                (told, open) = (now.started, true);
             }
-            was = now;
-            let data = json!({
-                "state": if now { "degraded" } else { "recovered" },
-                "mode": match mode {
-                    AuditMode::FailClosed => "fail_closed",
-                    AuditMode::BestEffort => "best_effort",
-                },
-                "records_dropped_total": state.audit.metrics().dropped.get(),
-                "write_failures_total": state.audit.metrics().write_failures.get(),
-            });
-            state
-                .events
-                .emit(EventType::AuditDegraded, None, state.clock.now(), data)
-                .await;
+            if open && !now.degraded {
+                emit(&state, mode, false).await;
+                open = false;
+            }
+            if episodes.changed().await.is_err() {
+                return;
+            }
         }
     }))
+}
+
+async fn emit(state: &AppState, mode: AuditMode, degraded: bool) {
+    let data = json!({
+        "state": if degraded { "degraded" } else { "recovered" },
+        "mode": match mode {
+            AuditMode::FailClosed => "fail_closed",
+            AuditMode::BestEffort => "best_effort",
+        },
+        "records_dropped_total": state.audit.metrics().dropped.get(),
+        "write_failures_total": state.audit.metrics().write_failures.get(),
+    });
+    state
+        .events
+        .emit(EventType::AuditDegraded, None, state.clock.now(), data)
+        .await;
 }
