@@ -58,10 +58,8 @@ pub struct QueuePlace(Option<mpsc::OwnedPermit<Msg>>);
 pub(crate) struct Health {
     /// The last append failed (cleared by the next successful one).
     pub failing: AtomicBool,
-    /// A degraded episode is under way (records dropped or writes failing): logged once when it
-    /// starts, once when it ends.
-    pub degraded: AtomicBool,
-    /// The episodes, for watchers ([`AuditLog::episodes`]): told at each start and end.
+    /// The degraded episodes (records dropped or writes failing), for watchers
+    /// ([`AuditLog::episodes`]): told at each start and end, each logged once.
     pub episodes: watch::Sender<Episodes>,
     pub metrics: AuditMetrics,
 }
@@ -78,20 +76,31 @@ pub struct Episodes {
 impl Health {
     /// Starts a degraded episode (one log line per episode).
     pub fn degrade(&self, why: &str) {
-        if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::error!(reason = why, "audit log degraded");
-            self.episodes.send_modify(|e| {
+        // Called for every record dropped while the queue is full: a shared read first, the
+        // write only when an episode starts.
+        if self.episodes.borrow().degraded {
+            return;
+        }
+        let started = self.episodes.send_if_modified(|e| {
+            let start = !e.degraded;
+            if start {
                 e.started += 1;
                 e.degraded = true;
-            });
+            }
+            start
+        });
+        if started {
+            tracing::error!(reason = why, "audit log degraded");
         }
     }
 
     /// Ends a degraded episode.
     pub fn recover(&self) {
-        if self.degraded.swap(false, Ordering::Relaxed) {
+        let ended = self
+            .episodes
+            .send_if_modified(|e| std::mem::replace(&mut e.degraded, false));
+        if ended {
             tracing::warn!("audit log recovered");
-            self.episodes.send_modify(|e| e.degraded = false);
         }
     }
 }
@@ -145,7 +154,6 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let health = Arc::new(Health {
             failing: AtomicBool::new(false),
-            degraded: AtomicBool::new(false),
             episodes: watch::Sender::new(Episodes::default()),
             metrics: metrics.clone(),
         });
@@ -244,13 +252,6 @@ impl AuditLog {
         self.inner.as_ref().is_some_and(|i| {
             i.fail_closed && (i.health.failing.load(Ordering::Relaxed) || i.tx.capacity() == 0)
         })
-    }
-
-    /// Is a degraded episode under way (records dropped or writes failing)?
-    pub fn degraded(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_some_and(|i| i.health.degraded.load(Ordering::Relaxed))
     }
 
     /// The degraded episodes, watched (`None` when disabled): a watcher that looks later still
