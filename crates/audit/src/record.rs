@@ -124,10 +124,7 @@ impl Record {
     /// out), `data` keys in the order of serde_json's map. Not canonical, and need not be: the
     /// hash covers the exact stored bytes, which are never serialised again to be checked.
     pub fn to_body(&self) -> String {
-        let mut out = Vec::with_capacity(384);
-        self.write_body(&mut out);
-        // serde_json writes UTF-8 only.
-        String::from_utf8(out).unwrap_or_default()
+        Sealable::to_body(self)
     }
 }
 
@@ -167,6 +164,14 @@ pub trait Sealable: fmt::Debug + Send + Sync + 'static {
     fn time(&self) -> OffsetDateTime;
     /// Appends the body (compact JSON in the shape of [`Body`]) to `out`.
     fn write_body(&self, out: &mut Vec<u8>);
+
+    /// The body as text.
+    fn to_body(&self) -> String {
+        let mut out = Vec::with_capacity(512);
+        self.write_body(&mut out);
+        // serde_json writes UTF-8 only.
+        String::from_utf8(out).unwrap_or_default()
+    }
 }
 
 /// The JSON shape of every body: a [`Record`]'s fields, borrowed, with the details of any
@@ -372,10 +377,7 @@ pub struct Entry {
 impl Entry {
     /// Seals `record` as entry `seq` of `chain` after `prev_hash`.
     pub fn seal(chain: &str, seq: u64, prev_hash: Digest, record: &dyn Sealable) -> Self {
-        let mut out = Vec::with_capacity(512);
-        record.write_body(&mut out);
-        // serde_json writes UTF-8 only.
-        let body = String::from_utf8(out).unwrap_or_default();
+        let body = record.to_body();
         Self {
             chain: chain.to_owned(),
             seq,
