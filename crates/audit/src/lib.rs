@@ -16,6 +16,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
+pub mod json;
 pub mod record;
 pub mod retention;
 pub mod store;
@@ -27,7 +28,9 @@ pub mod conformance;
 
 pub use chain::{Chainer, Head};
 pub use checkpoint::{Checkpoint, CheckpointKind, CheckpointSigner, SignerError};
-pub use record::{Body, Columns, Decision, Digest, Entry, Kind, Record, SYSTEM_CHAIN, Sealable};
+pub use record::{
+    Body, Columns, Decision, Details, Digest, Entry, Kind, Record, SYSTEM_CHAIN, Sealable,
+};
 pub use store::{AuditFilter, AuditStore, AuditStoreError};
 pub use verify::{Break, ChainReport, ChainVerifier, Problem};
 pub use walk::{verify_chain, verify_store};

@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
+use crate::json;
+
 /// The chain of records that belong to no tenant (operator actions on the whole deployment,
 /// requests whose tenant is unknown). Not a valid tenant slug, so it never collides with one.
 pub const SYSTEM_CHAIN: &str = "_system";
@@ -174,38 +176,54 @@ pub trait Sealable: fmt::Debug + Send + Sync + 'static {
     }
 }
 
-/// The JSON shape of every body: a [`Record`]'s fields, borrowed, with the details of any
-/// serialisable type `D` (a map, or a struct of the producer's). Absent fields are left out, as
-/// [`Record`] leaves them out, so every body reads back as a `Record`.
-#[derive(Debug, Serialize)]
-pub struct Body<'a, D: Serialize> {
-    #[serde(with = "rfc3339")]
+/// The JSON shape of every body: a [`Record`]'s fields, borrowed, with the details `D` (a
+/// map, or a type of the producer's that writes its own object). Absent fields are left out,
+/// as [`Record`] leaves them out, so every body reads back as a `Record`; a `Record`'s body is
+/// byte for byte what serde_json makes of it (tested).
+#[derive(Debug)]
+pub struct Body<'a, D: Details> {
     pub time: OffsetDateTime,
     pub kind: Kind,
     pub action: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
     /// `None` for no details (an empty `data` is left out).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<D>,
 }
 
-impl<D: Serialize> Body<'_, D> {
+/// The `data` of a body: writes one JSON object (see [`crate::json`]).
+pub trait Details {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+impl Details for &Map<String, Value> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and a map has nothing serde_json refuses.
+        let _ = serde_json::to_writer(&mut *out, self);
+    }
+}
+
+impl<D: Details> Body<'_, D> {
     /// Appends the compact JSON to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
-        // Writing to a Vec cannot fail, and a body has nothing serde_json refuses (string keys
-        // only): the error is never met; what was written of a body stays as it is.
-        let _ = serde_json::to_writer(&mut *out, self);
+        let mut o = json::Object::begin(out);
+        o.value("time", |out| rfc3339::write(self.time, out))
+            .str("kind", self.kind.as_str())
+            .str("action", self.action)
+            .opt_str("tenant", self.tenant)
+            .opt_str("actor", self.actor)
+            .opt_str("key_id", self.key_id)
+            .opt_str("request_id", self.request_id)
+            .opt_str("decision", self.decision.map(Decision::as_str))
+            .opt_str("reason", self.reason);
+        if let Some(data) = &self.data {
+            o.value("data", |out| data.write_json(out));
+        }
+        o.end();
     }
 }
 
@@ -265,6 +283,23 @@ pub mod rfc3339 {
         }
         put(b'Z');
         n
+    }
+
+    /// Appends `t` as a JSON string. A time outside RFC 3339's years (never one of a clock)
+    /// has no such text: `null` is written, and the body does not read back as a record.
+    pub fn write(t: OffsetDateTime, out: &mut Vec<u8>) {
+        let mut buf = [0u8; MAX];
+        let n = format_into(t, &mut buf);
+        if n > 0 {
+            out.push(b'"');
+            out.extend_from_slice(&buf[..n]);
+            out.push(b'"');
+        } else {
+            match t.format(&time::format_description::well_known::Rfc3339) {
+                Ok(text) => crate::json::string(out, &text),
+                Err(_) => out.extend_from_slice(b"null"),
+            }
+        }
     }
 
     pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -536,6 +571,41 @@ mod tests {
         assert_eq!(e.time_micros, micros(r.time));
         assert_eq!(e.record().unwrap(), r);
         assert_eq!(e.columns().unwrap(), Columns::of(&r));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_body_is_what_serde_json_makes_of_the_record(
+            strings in proptest::collection::vec(proptest::option::of(".*"), 6),
+            micros in 0i64..253_402_300_799_000_000,
+            kind in 0usize..4,
+            decision in proptest::option::of(proptest::bool::ANY),
+            details in proptest::collection::btree_map(".*", ".*", 0..4),
+        ) {
+            let kind = [Kind::Request, Kind::Auth, Kind::Change, Kind::Maintenance][kind];
+            let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+                .unwrap();
+            let mut r = Record::new(time, kind, strings[0].clone().unwrap_or_default());
+            r.tenant = strings[1].clone();
+            r.actor = strings[2].clone();
+            r.key_id = strings[3].clone();
+            r.request_id = strings[4].clone();
+            r.reason = strings[5].clone();
+            r.decision = decision.map(|d| if d { Decision::Allow } else { Decision::Deny });
+            for (k, v) in details {
+                r.data.insert(k, v.into());
+            }
+            let body = r.to_body();
+            proptest::prop_assert_eq!(&body, &serde_json::to_string(&r).unwrap());
+            proptest::prop_assert_eq!(serde_json::from_str::<Record>(&body).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn a_time_without_rfc3339_text_is_written_as_null() {
+        let mut out = Vec::new();
+        rfc3339::write(datetime!(-0001-01-01 00:00:00 UTC), &mut out);
+        assert_eq!(out, b"null");
     }
 
     #[test]

@@ -7,9 +7,8 @@ use axum::{
     extract::Request,
     http::{Method, Uri},
 };
-use portcullis_audit::{Body, Decision, Kind, Record, SYSTEM_CHAIN, Sealable};
+use portcullis_audit::{Body, Decision, Kind, Record, SYSTEM_CHAIN, Sealable, json};
 use portcullis_core::{OffsetDateTime, tenant::TenantId};
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{Gateway, upload::UploadFacts};
@@ -91,17 +90,7 @@ enum ClientIp {
     Pseudonym(String),
 }
 
-impl Serialize for ClientIp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Seen(ip) => s.collect_str(ip),
-            Self::Pseudonym(p) => s.serialize_str(p),
-        }
-    }
-}
-
-/// The details of a `gateway.request` record (`data` of its body), in this order.
-#[derive(Serialize)]
+/// The details of a `gateway.request` record (`data` of its body), written in this order.
 struct Details<'a> {
     method: &'a str,
     route: &'a str,
@@ -110,14 +99,31 @@ struct Details<'a> {
     outcome: &'a str,
     latency_us: u64,
     client_ip: &'a ClientIp,
-    #[serde(skip_serializing_if = "Option::is_none")]
     environment: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     bytes_in: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     bytes_out: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     auth_failure: Option<&'a str>,
+}
+
+impl portcullis_audit::Details for Details<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::begin(out);
+        o.str("method", self.method)
+            .str("route", self.route)
+            .str("path", self.path)
+            .u64("status", u64::from(self.status))
+            .str("outcome", self.outcome)
+            .u64("latency_us", self.latency_us);
+        match self.client_ip {
+            ClientIp::Seen(ip) => o.ip("client_ip", *ip),
+            ClientIp::Pseudonym(p) => o.str("client_ip", p),
+        };
+        o.opt_str("environment", self.environment)
+            .opt_u64("bytes_in", self.bytes_in)
+            .opt_u64("bytes_out", self.bytes_out)
+            .opt_str("auth_failure", self.auth_failure);
+        o.end();
+    }
 }
 
 impl RequestRecord {
@@ -258,4 +264,68 @@ pub(super) fn upload_record(
             facts.sha256.clone().map_or(Value::Null, Into::into),
         )
         .with("complete", facts.complete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(client_ip: ClientIp) -> RequestRecord {
+        RequestRecord {
+            time: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            key: None,
+            request_id: Some(Arc::from("req_1")),
+            reason: Some("forbidden"),
+            method: Method::PATCH,
+            route: Arc::from("orders \"eu\""),
+            uri: Uri::from_static("/v1/orders/7?x=1"),
+            status: 403,
+            outcome: "forbidden",
+            latency_us: 1234,
+            client_ip,
+            bytes_in: Some(0),
+            bytes_out: None,
+            auth_failure: None,
+        }
+    }
+
+    #[test]
+    fn the_body_reads_back_as_the_record_it_stands_for() {
+        for (ip, text) in [
+            (
+                ClientIp::Seen("203.0.113.9".parse().unwrap()),
+                "203.0.113.9",
+            ),
+            (
+                ClientIp::Seen("2001:db8::7".parse().unwrap()),
+                "2001:db8::7",
+            ),
+            (ClientIp::Pseudonym("ip_ab12".to_owned()), "ip_ab12"),
+        ] {
+            let body = record(ip).to_body();
+            let mut expected = Record::new(
+                OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+                Kind::Request,
+                "gateway.request",
+            )
+            .with("method", "PATCH")
+            .with("route", "orders \"eu\"")
+            .with("path", "/v1/orders/7")
+            .with("status", 403)
+            .with("outcome", "forbidden")
+            .with("latency_us", 1234)
+            .with("client_ip", text)
+            .with("bytes_in", 0);
+            expected.request_id = Some("req_1".to_owned());
+            expected.decision = Some(Decision::Deny);
+            expected.reason = Some("forbidden".to_owned());
+            assert_eq!(serde_json::from_str::<Record>(&body).unwrap(), expected);
+            assert!(
+                body.starts_with(
+                    r#"{"time":"2027-01-15T08:00:00Z","kind":"request","action":"gateway.request","request_id":"req_1","decision":"deny","reason":"forbidden","data":{"method":"PATCH","route":"orders \"eu\"","path":"/v1/orders/7","status":403,"#
+                ),
+                "{body}"
+            );
+        }
+    }
 }
