@@ -261,10 +261,15 @@ pub(super) struct Block<'a> {
 }
 
 /// Groups `entries` into one block per chain, in the order the chains first come. Each chain's
-/// entries must follow each other (seq + 1 each), or the append is refused.
+/// entries must follow each other (seq + 1 each), or the append is refused. A first pass
+/// groups them and sums each block's size, so that a block's bytes are allocated once, at
+/// their size (a batch of a busy chain is a few hundred KiB).
 pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreError> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut blocks: Vec<Block<'_>> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    // The block of each entry, in order.
+    let mut of: Vec<usize> = Vec::with_capacity(entries.len());
     // Entries of one chain tend to come in runs: the last block is tried before the index.
     let mut last: Option<usize> = None;
     for e in entries {
@@ -272,8 +277,10 @@ pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreErro
         let found = last
             .filter(|&i| blocks[i].chain == e.chain)
             .or_else(|| index.get(e.chain.as_str()).copied());
-        last = Some(found.unwrap_or(blocks.len()));
-        let b = match found {
+        let i = found.unwrap_or(blocks.len());
+        last = Some(i);
+        of.push(i);
+        match found {
             Some(i) => {
                 let b = &mut blocks[i];
                 if b.last.checked_add(1) != Some(e.seq) {
@@ -287,7 +294,7 @@ pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreErro
                 b.min_time = b.min_time.min(t);
                 b.max_time = b.max_time.max(t);
                 b.last_hash = e.hash;
-                b
+                sizes[i] += HEADER + e.body.len();
             }
             None => {
                 index.insert(&e.chain, blocks.len());
@@ -298,15 +305,25 @@ pub(super) fn blocks(entries: &[Entry]) -> Result<Vec<Block<'_>>, AuditStoreErro
                     min_time: t,
                     max_time: t,
                     last_hash: e.hash,
-                    data: start(entries.len().min(64), e.body.len()),
+                    data: Vec::new(),
                 });
-                blocks.last_mut().expect("just pushed")
+                sizes.push(1 + HEADER + e.body.len());
             }
-        };
-        push(&mut b.data, &Raw::of(e))?;
+        }
     }
-    for b in &mut blocks {
-        b.data = pack(&b.data)?;
+    let mut plain: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&size| {
+            let mut data = Vec::with_capacity(size);
+            data.push(VERSION);
+            data
+        })
+        .collect();
+    for (e, &i) in entries.iter().zip(&of) {
+        push(&mut plain[i], &Raw::of(e))?;
+    }
+    for (b, data) in blocks.iter_mut().zip(&plain) {
+        b.data = pack(data)?;
     }
     Ok(blocks)
 }
