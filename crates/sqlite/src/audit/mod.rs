@@ -26,7 +26,11 @@ mod checkpoints;
 mod codec;
 mod purge;
 
-use std::{ops::ControlFlow, path::Path};
+use std::{
+    ops::ControlFlow,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use async_trait::async_trait;
 use portcullis_audit::{
@@ -75,6 +79,8 @@ pub struct SqliteAuditStore {
     write: SqlitePool,
     /// Read-only connections for verification, search and export.
     read: SqlitePool,
+    /// Where appends encode their blocks (one append at a time holds it, without awaiting).
+    scratch: Arc<Mutex<codec::Scratch>>,
 }
 
 /// The part of a chain a scan reads: entries `from..=to`, in blocks whose time range meets
@@ -126,7 +132,11 @@ impl SqliteAuditStore {
         let (write, read) = crate::open_pools(options, &AUDIT_MIGRATOR)
             .await
             .map_err(|e| AuditStoreError::Backend(format!("audit database: {e}")))?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            scratch: Arc::default(),
+        })
     }
 
     /// Closes every connection (waiting for queries in flight). A file is checkpointed and
@@ -245,7 +255,10 @@ impl AuditStore for SqliteAuditStore {
         entries: &[Entry],
         checkpoints: &[Checkpoint],
     ) -> Result<(), AuditStoreError> {
-        let blocks = codec::blocks(entries)?;
+        let blocks = {
+            let mut scratch = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
+            codec::blocks(entries, &mut scratch)?
+        };
         if blocks.is_empty() && checkpoints.is_empty() {
             return Ok(());
         }
