@@ -78,20 +78,17 @@ const HEADER: usize = 8 + 32 + 32 + 4;
 
 /// Appends an entry to a block's bytes (start a block with [`start`]).
 pub(super) fn push(data: &mut Vec<u8>, raw: &Raw<'_>) -> Result<(), AuditStoreError> {
-    let len = u32::try_from(raw.body.len()).map_err(|_| {
-        AuditStoreError::Backend(format!(
-            "entry {}: body of {} bytes",
-            raw.seq,
-            raw.body.len()
-        ))
-    })?;
-    data.reserve(HEADER + raw.body.len());
-    data.extend_from_slice(&raw.seq.to_be_bytes());
-    data.extend_from_slice(&raw.prev_hash.0);
-    data.extend_from_slice(&raw.hash.0);
-    data.extend_from_slice(&len.to_be_bytes());
-    data.extend_from_slice(raw.body);
+    let len = body_len(raw.seq, raw.body.len())?;
+    let start = data.len();
+    data.resize(start + HEADER + raw.body.len(), 0);
+    write_entry(&mut data[start..], raw, len);
     Ok(())
+}
+
+/// A body's length as the block holds it (a u32).
+fn body_len(seq: u64, len: usize) -> Result<u32, AuditStoreError> {
+    u32::try_from(len)
+        .map_err(|_| AuditStoreError::Backend(format!("entry {seq}: body of {len} bytes")))
 }
 
 /// A new block's bytes, with room for about `entries` entries of `body` bytes.
@@ -318,13 +315,7 @@ pub(super) fn blocks<'a>(
         let i = found.unwrap_or(blocks.len());
         last = Some(i);
         of.push(i);
-        if u32::try_from(e.body.len()).is_err() {
-            return Err(AuditStoreError::Backend(format!(
-                "entry {}: body of {} bytes",
-                e.seq,
-                e.body.len()
-            )));
-        }
+        body_len(e.seq, e.body.len())?;
         match found {
             Some(i) => {
                 let b = &mut blocks[i];
@@ -371,7 +362,8 @@ pub(super) fn blocks<'a>(
     for (e, &i) in entries.iter().zip(&of) {
         let start = at[i];
         let end = start + HEADER + e.body.len();
-        write_entry(&mut plain[start..end], &Raw::of(e));
+        let len = body_len(e.seq, e.body.len())?;
+        write_entry(&mut plain[start..end], &Raw::of(e), len);
         at[i] = end;
     }
     let mut start = 0;
@@ -383,21 +375,16 @@ pub(super) fn blocks<'a>(
     Ok(blocks)
 }
 
-/// Writes an entry as [`push`] appends it, into `out` (exactly its size; the body's length
-/// was checked to fit in a u32).
-fn write_entry(out: &mut [u8], raw: &Raw<'_>) {
+/// Writes an entry's bytes into `out` (exactly their size), its body `len` bytes long.
+fn write_entry(out: &mut [u8], raw: &Raw<'_>, len: u32) {
     let (seq, rest) = out.split_at_mut(8);
     seq.copy_from_slice(&raw.seq.to_be_bytes());
     let (prev, rest) = rest.split_at_mut(32);
     prev.copy_from_slice(&raw.prev_hash.0);
     let (hash, rest) = rest.split_at_mut(32);
     hash.copy_from_slice(&raw.hash.0);
-    let (len, body) = rest.split_at_mut(4);
-    len.copy_from_slice(
-        &u32::try_from(raw.body.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
+    let (len_bytes, body) = rest.split_at_mut(4);
+    len_bytes.copy_from_slice(&len.to_be_bytes());
     body.copy_from_slice(raw.body);
 }
 
