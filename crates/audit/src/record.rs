@@ -286,7 +286,8 @@ pub mod rfc3339 {
     }
 
     /// Appends `t` as a JSON string. A time outside RFC 3339's years (never one of a clock)
-    /// has no such text: `null` is written, and the body does not read back as a record.
+    /// has no such text (`time`'s formatter refuses it too): `null` is written, and the body
+    /// does not read back as a record.
     pub fn write(t: OffsetDateTime, out: &mut Vec<u8>) {
         let mut buf = [0u8; MAX];
         let n = format_into(t, &mut buf);
@@ -295,10 +296,7 @@ pub mod rfc3339 {
             out.extend_from_slice(&buf[..n]);
             out.push(b'"');
         } else {
-            match t.format(&time::format_description::well_known::Rfc3339) {
-                Ok(text) => crate::json::string(out, &text),
-                Err(_) => out.extend_from_slice(b"null"),
-            }
+            out.extend_from_slice(b"null");
         }
     }
 
