@@ -303,8 +303,8 @@ pub(super) fn blocks<'a>(
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut blocks: Vec<Block<'_>> = Vec::new();
     let mut sizes: Vec<usize> = Vec::new();
-    // The block of each entry, in order.
-    let mut of: Vec<usize> = Vec::with_capacity(entries.len());
+    // The block of each entry and its body's length, in order.
+    let mut of: Vec<(usize, u32)> = Vec::with_capacity(entries.len());
     // Entries of one chain tend to come in runs: the last block is tried before the index.
     let mut last: Option<usize> = None;
     for e in entries {
@@ -314,8 +314,7 @@ pub(super) fn blocks<'a>(
             .or_else(|| index.get(e.chain.as_str()).copied());
         let i = found.unwrap_or(blocks.len());
         last = Some(i);
-        of.push(i);
-        body_len(e.seq, e.body.len())?;
+        of.push((i, body_len(e.seq, e.body.len())?));
         match found {
             Some(i) => {
                 let b = &mut blocks[i];
@@ -359,10 +358,9 @@ pub(super) fn blocks<'a>(
     if plain.len() < total {
         plain.resize(total, 0);
     }
-    for (e, &i) in entries.iter().zip(&of) {
+    for (e, &(i, len)) in entries.iter().zip(&of) {
         let start = at[i];
         let end = start + HEADER + e.body.len();
-        let len = body_len(e.seq, e.body.len())?;
         write_entry(&mut plain[start..end], &Raw::of(e), len);
         at[i] = end;
     }
