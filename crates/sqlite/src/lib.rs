@@ -124,6 +124,10 @@ impl SqliteStore {
 /// The pools of a database: exactly one write connection, never closed while the pool lives (it
 /// also keeps an in-memory database alive), on which `migrator` runs, and [`READ_CONNECTIONS`]
 /// read-only connections. The error text is for logs only.
+///
+/// Connections are not pinged before each use (sqlx's default for networked databases): a
+/// connection to a file in this process cannot go stale, and a ping is one more round trip to
+/// the connection's thread (a thread wake-up) for every statement or transaction.
 pub(crate) async fn open_pools(
     options: SqliteConnectOptions,
     migrator: &Migrator,
@@ -136,6 +140,7 @@ pub(crate) async fn open_pools(
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
+        .test_before_acquire(false)
         .connect_with(options.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -145,6 +150,7 @@ pub(crate) async fn open_pools(
         .map_err(|e| format!("migrations: {e}"))?;
     let read = SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
+        .test_before_acquire(false)
         .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
         .await
         .map_err(|e| e.to_string())?;
