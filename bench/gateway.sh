@@ -14,6 +14,12 @@
 #       directory: (c)/(e) is what recording every request costs (goal >= 0.95),
 #   (f) portcullis as (e) with anomaly detection off too ([events.anomaly] enabled = false):
 #       (e)/(f) is what anomaly detection costs on the request path (goal >= 0.97).
+# (c) and (e) are also measured side by side (phase "side_by_side", when both are targets): both
+# loaded at once, for the same seconds, sharing the server core in equal parts (each process in a
+# CPU control group of its own, where the machine allows it). Runs one after the other feel the
+# machine's speed drift (a virtual machine's neighbours: +-10-30 % from one run to the next);
+# side by side, both feel the same drift, and (c)/(e) is the throughput each gets from the same
+# share of the same core: the steadier measure of what the audit log costs.
 # Placement on two cores: the proxy of (b) and (c) alone on the server core, so the two proxies'
 # own work is compared, not diluted by the upstream's; the upstream and the load generator share
 # the other core in (a), (b) and (c) alike, so all three have the very same upstream and client
@@ -32,6 +38,7 @@
 #   BENCH_DURATION=10       seconds measured per run (after BENCH_WARMUP=2 seconds of warm-up)
 #   BENCH_CONNECTIONS=32    keep-alive connections of the load generator
 #   BENCH_RATE_SHARE=0.5    fixed-rate runs at this share of portcullis' median max throughput
+#   BENCH_SIDE_ROUNDS=N     rounds of the side-by-side phase (default: BENCH_ROUNDS; 0: none)
 #   BENCH_SERVER_CORE=0     core of the proxies; BENCH_LOAD_CORE=1: upstream and load generator
 #   BENCH_PORT=18180        first of nine loopback ports used (upstream, admin API, gateway, nginx,
 #                           bare hyper proxy, admin API and gateway of (e), of (f))
@@ -39,6 +46,8 @@
 #                           (default: all; the fixed-rate phase needs portcullis)
 #   BENCH_NGINX=nginx       the nginx binary
 #   BENCH_REQUIRE_NGINX=1   fail instead of skipping (b) when nginx is missing
+#   BENCH_AUDIT="..."       settings of (c)'s [audit] table, one per line (e.g.
+#                           BENCH_AUDIT="batch_linger_ms = 50"); (e) and (f) keep the audit log off
 #   BENCH_SKIP_BUILD=1      use the release binaries already built
 #   BENCH_KEEP=1            keep the temporary directory (configurations, logs, data directory)
 set -euo pipefail
@@ -206,6 +215,9 @@ upstream = "main"
 scopes = ["hello:read"]
 rate_limit = "bench"
 EOF
+if [[ -n ${BENCH_AUDIT:-} ]]; then
+    printf '\n[audit]\n%s\n' "$BENCH_AUDIT" >>"$WORK/portcullis.toml"
+fi
 log "starting portcullis on core $SERVER_CORE (admin port $ADMIN_PORT, gateway port $GATEWAY_PORT)"
 start portcullis "$ADMIN_PORT" /healthz -- \
     "$BIN/portcullis" serve --config "$WORK/portcullis.toml" --data-dir "$WORK/data"
@@ -223,7 +235,8 @@ fi
 
 # --- (e) portcullis without the audit log ---------------------------------------------------
 sed -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$NOAUDIT_ADMIN_PORT/" \
-    -e "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$NOAUDIT_PORT/" "$WORK/portcullis.toml" >"$WORK/portcullis-noaudit.toml"
+    -e "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$NOAUDIT_PORT/" -e '/^\[audit\]$/,$d' \
+    "$WORK/portcullis.toml" >"$WORK/portcullis-noaudit.toml"
 printf '\n[audit]\nenabled = false\n' >>"$WORK/portcullis-noaudit.toml"
 log "starting portcullis without the audit log on core $SERVER_CORE (gateway port $NOAUDIT_PORT)"
 start portcullis-noaudit "$NOAUDIT_ADMIN_PORT" /healthz -- \
@@ -291,6 +304,30 @@ interleaved() { # phase [bench-load args...]
 }
 
 interleaved throughput
+
+# --- (c) and (e) side by side ---------------------------------------------------------------
+SIDE_ROUNDS=${BENCH_SIDE_ROUNDS:-$ROUNDS}
+if [[ " ${TARGETS[*]} " == *" portcullis "* && " ${TARGETS[*]} " == *" noaudit "* ]] &&
+    ((SIDE_ROUNDS > 0)); then
+    if own_cpu_group c "$PORTCULLIS" && own_cpu_group e "$NOAUDIT"; then
+        log "side by side: (c) and (e) in CPU control groups of equal weight"
+        SIDE_SHARES=cgroups
+    else
+        log "WARNING: no CPU control groups here (not root, or no cpu controller): side by side, (c) and (e) share the core by the scheduler's fairness between threads, which favours the process with more busy threads, (c); compare their CPU time per request instead"
+        SIDE_SHARES=threads
+    fi
+    echo "{\"phase\":\"side_by_side_setup\",\"shares\":\"$SIDE_SHARES\"}" >>"$RESULTS"
+    for ((r = 1; r <= SIDE_ROUNDS; r++)); do
+        log "side_by_side round $r/$SIDE_ROUNDS"
+        run_target side_by_side portcullis "$r" &
+        side_c=$!
+        run_target side_by_side noaudit "$r" &
+        side_e=$!
+        wait "$side_c" || die "the side-by-side run of (c) failed"
+        wait "$side_e" || die "the side-by-side run of (e) failed"
+    done
+fi
+
 if [[ " ${TARGETS[*]} " != *" portcullis "* ]]; then
     log "portcullis (c) not among the targets: no fixed-rate phase"
 else

@@ -47,6 +47,7 @@ bench_workdirs() {
     RESULTS=$OUT/runs.jsonl
     : >"$RESULTS"
     PIDS=()
+    CGROUPS=()
     trap cleanup EXIT
     trap 'exit 130' INT TERM
 }
@@ -58,6 +59,10 @@ cleanup() {
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
+    done
+    local group
+    for group in "${CGROUPS[@]}"; do
+        rmdir "$group" 2>/dev/null || true
     done
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         echo "kept $WORK" >&2
@@ -156,6 +161,27 @@ load() {
     fi
     echo "$line" >>"$RESULTS"
     echo "   $line" >&2
+}
+
+# own_cpu_group NAME PID: moves process PID (all its threads, and those it starts later) into a
+# CPU control group of its own with the default weight, so that processes run side by side on
+# one core get equal shares of it when all are busy (without groups the scheduler shares the core
+# between threads, and a process with more busy threads would get more of it). cgroup v2 where
+# its cpu controller is enabled, else v1's cpu hierarchy; needs write access to it (root).
+# Returns 1, changing nothing, where neither can be used.
+own_cpu_group() {
+    local name=$1 pid=$2 group
+    if [[ -w /sys/fs/cgroup/cgroup.subtree_control ]] &&
+        grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+        group=/sys/fs/cgroup/portcullis-bench-$$-$name
+    elif [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
+        group=/sys/fs/cgroup/cpu/portcullis-bench-$$-$name
+    else
+        return 1
+    fi
+    mkdir "$group" 2>/dev/null || return 1
+    CGROUPS+=("$group")
+    echo "$pid" >"$group/cgroup.procs" 2>/dev/null || return 1
 }
 
 # Median of the "rps" of the result lines matching every pattern given.

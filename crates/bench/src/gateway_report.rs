@@ -123,6 +123,49 @@ pub fn audit_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
     per_round(runs, "throughput", ("portcullis", "noaudit"), "rps", false)
 }
 
+/// Per round of `phase`: portcullis' requests per second of its own CPU time with the audit log
+/// over those without. The closed-loop throughput ratio moves with the CPU time the machine
+/// gives each run (a virtual machine's steal varies from second to second); this one divides it
+/// out, and at a fixed rate it is the ratio of the CPU time each request costs.
+pub fn audit_cpu_ratios(runs: &[Value], phase: &str) -> Vec<(u64, f64)> {
+    let per_cpu = |v: &Value| Some(num(v, "rps")? / num(v, "server_cpu").filter(|c| *c > 0.0)?);
+    rounds(runs, phase)
+        .into_iter()
+        .filter_map(|round| {
+            let on = per_cpu(of_round(runs, phase, "portcullis", round)?)?;
+            let off = per_cpu(of_round(runs, phase, "noaudit", round)?)?;
+            (off > 0.0).then(|| (round, on / off))
+        })
+        .collect()
+}
+
+/// Per round of the side-by-side phase ((c) and (e) loaded at once on the server core): (c)'s
+/// throughput over (e)'s.
+pub fn side_by_side_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
+    per_round(
+        runs,
+        "side_by_side",
+        ("portcullis", "noaudit"),
+        "rps",
+        false,
+    )
+}
+
+/// Per round of the side-by-side phase: the share of the server core (c) and (e) used together.
+fn side_by_side_cpu(runs: &[Value]) -> Vec<f64> {
+    rounds(runs, "side_by_side")
+        .into_iter()
+        .filter_map(|round| {
+            let cpu = |t| num(of_round(runs, "side_by_side", t, round)?, "server_cpu");
+            Some(cpu("portcullis")? + cpu("noaudit")?)
+        })
+        .collect()
+}
+
+/// Below this share of the server core used by (c) and (e) together, the core was not what
+/// limited a side-by-side round.
+const PAIR_SATURATED: f64 = 0.90;
+
 /// Per round: portcullis' throughput over the direct path's.
 pub fn direct_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
     per_round(runs, "throughput", ("portcullis", "direct"), "rps", false)
@@ -149,6 +192,48 @@ fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
+/// The side-by-side phase: its ratios, the CPU the pair used, and how the core was shared.
+fn side_by_side(s: &mut String, runs: &[Value]) {
+    let ratios = side_by_side_ratios(runs);
+    if ratios.is_empty() {
+        return;
+    }
+    let shares = runs
+        .iter()
+        .find(|r| r["phase"] == "side_by_side_setup")
+        .and_then(|r| r["shares"].as_str());
+    let how = match shares {
+        Some("cgroups") => "each in a CPU control group of equal weight",
+        _ => {
+            "shared by the scheduler between threads (no CPU control groups here: this favours \
+             (c), which has more busy threads; compare the CPU time per request)"
+        }
+    };
+    let rounds: Vec<String> = ratios.iter().map(|(_, r)| format!("{r:.3}")).collect();
+    let median_ratio = median_of(&ratios);
+    let _ = writeln!(
+        s,
+        "Side by side ((c) and (e) loaded at once on the server core, {how}): audit log on / off, \
+         (c) / (e): **{}** (rounds: {}; goal ≥ {GOAL_AUDIT_RATIO:.2}: {}); per second of each \
+         one's own CPU time: {}.\n",
+        fmt(median_ratio, 3),
+        rounds.join(", "),
+        verdict(median_ratio.map(|r| r >= GOAL_AUDIT_RATIO)),
+        fmt(median_of(&audit_cpu_ratios(runs, "side_by_side")), 3),
+    );
+    let pair = median(&side_by_side_cpu(runs));
+    if pair.is_some_and(|c| c < PAIR_SATURATED) {
+        let _ = writeln!(
+            s,
+            "Warning: side by side, (c) and (e) used {} of the server core together (median), \
+             less than {:.0}%: something else limited them, and the ratio understates the \
+             difference.\n",
+            fmt(pair, 2),
+            PAIR_SATURATED * 100.0,
+        );
+    }
+}
+
 /// The Markdown summary of a run.
 pub fn markdown(runs: &[Value]) -> String {
     let mut s = String::new();
@@ -161,15 +246,18 @@ pub fn markdown(runs: &[Value]) -> String {
         );
     }
     throughput(&mut s, runs);
+    side_by_side(&mut s, runs);
     fixed_rate(&mut s, runs);
     disturbed(&mut s, runs);
     s
 }
 
-/// Warns about runs during which other processes used the CPU.
+/// Warns about runs during which other processes used the CPU. Side-by-side runs are left
+/// out: each counts the other's proxy and load generator as "other".
 fn disturbed(s: &mut String, runs: &[Value]) {
     let runs: Vec<String> = runs
         .iter()
+        .filter(|v| v["phase"] != "side_by_side")
         .filter_map(|v| Some((v, other_cpu(v)?)))
         .filter(|(_, other)| *other > OTHER_BUSY)
         .map(|(v, other)| {
@@ -267,6 +355,19 @@ fn throughput(s: &mut String, runs: &[Value]) {
             rounds.join(", "),
             verdict(median_of(&audit).map(|r| r >= GOAL_AUDIT_RATIO)),
             fmt(medians(&lines(runs, "throughput", "noaudit"), "rps"), 0),
+        );
+        let (closed, fixed) = (
+            audit_cpu_ratios(runs, "throughput"),
+            audit_cpu_ratios(runs, "fixed_rate"),
+        );
+        let _ = writeln!(
+            s,
+            "The same per second of the server's own CPU time (steadier: the CPU time the machine \
+             gives a run varies): closed loop {} ({} rounds), fixed rate {} ({} rounds).\n",
+            fmt(median_of(&closed), 3),
+            closed.len(),
+            fmt(median_of(&fixed), 3),
+            fixed.len(),
         );
     }
     let anomaly = anomaly_ratios(runs);
@@ -475,6 +576,73 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| (e) portcullis, audit log off |"), "{md}");
+    }
+
+    #[test]
+    fn side_by_side_rounds_are_reported_with_how_the_core_was_shared() {
+        let with = |target, round, rps, cpu| {
+            let mut v = run("side_by_side", target, round, rps, 1000.0);
+            v["server_cpu"] = json!(cpu);
+            v
+        };
+        let mut runs = vec![
+            json!({"phase": "side_by_side_setup", "shares": "cgroups"}),
+            with("portcullis", 1, 9600.0, 0.5),
+            with("noaudit", 1, 10000.0, 0.5),
+            with("portcullis", 2, 10000.0, 0.49),
+            with("noaudit", 2, 10000.0, 0.49),
+        ];
+        assert_eq!(side_by_side_ratios(&runs), vec![(1, 0.96), (2, 1.0)]);
+        let md = markdown(&runs);
+        assert!(
+            md.contains("each in a CPU control group of equal weight"),
+            "{md}"
+        );
+        assert!(
+            md.contains("(c) / (e): **0.980** (rounds: 0.960, 1.000; goal ≥ 0.95: met)"),
+            "{md}"
+        );
+        assert!(!md.contains("Warning"), "{md}");
+        // Each side-by-side run sees the other half of the pair as "other": no warning for it.
+        runs[1]["machine_cpu"] = json!(1.8);
+        assert!(!markdown(&runs).contains("Warning"));
+        // Without control groups, and with the pair far from using the core: both said.
+        runs[0] = json!({"phase": "side_by_side_setup", "shares": "threads"});
+        for r in &mut runs[1..] {
+            r["server_cpu"] = json!(0.3);
+        }
+        let md = markdown(&runs);
+        assert!(md.contains("no CPU control groups here"), "{md}");
+        assert!(md.contains("used 0.60 of the server core together"), "{md}");
+    }
+
+    #[test]
+    fn audit_cost_per_cpu_second_divides_out_the_cpu_each_run_got() {
+        let with = |phase, target, round, rps, cpu| {
+            let mut v = run(phase, target, round, rps, 1000.0);
+            v["server_cpu"] = json!(cpu);
+            v
+        };
+        let runs = vec![
+            // Round 1: (c) got less CPU time than (e); per CPU second it does 0.96 of (e).
+            with("throughput", "portcullis", 1, 19200.0, 0.8),
+            with("throughput", "noaudit", 1, 25000.0, 1.0),
+            // Round 2: no CPU time recorded for (e): no ratio.
+            with("throughput", "portcullis", 2, 20000.0, 1.0),
+            with("throughput", "noaudit", 2, 20000.0, 0.0),
+            with("fixed_rate", "portcullis", 1, 10000.0, 0.5),
+            with("fixed_rate", "noaudit", 1, 10000.0, 0.45),
+        ];
+        let closed = audit_cpu_ratios(&runs, "throughput");
+        assert_eq!(closed.len(), 1);
+        assert!((closed[0].1 - 0.96).abs() < 1e-9, "{closed:?}");
+        let fixed = audit_cpu_ratios(&runs, "fixed_rate");
+        assert!((fixed[0].1 - 0.9).abs() < 1e-9, "{fixed:?}");
+        let md = markdown(&runs);
+        assert!(
+            md.contains("closed loop 0.960 (1 rounds), fixed rate 0.900 (1 rounds)"),
+            "{md}"
+        );
     }
 
     #[test]
