@@ -79,26 +79,41 @@ fn of_round<'a>(runs: &'a [Value], phase: &str, target: &str, round: u64) -> Opt
     })
 }
 
-/// `key` of `a` divided (or, with `diff`, minus) `key` of `b`, per round, in round order.
-fn per_round(
+/// `combine` of the lines of `a` and `b` in each round of `phase` where both ran, in round order.
+fn pair_per_round(
     runs: &[Value],
     phase: &str,
     (a, b): (&str, &str),
-    key: &str,
-    diff: bool,
+    combine: impl Fn(&Value, &Value) -> Option<f64>,
 ) -> Vec<(u64, f64)> {
     rounds(runs, phase)
         .into_iter()
         .filter_map(|round| {
-            let x = num(of_round(runs, phase, a, round)?, key)?;
-            let y = num(of_round(runs, phase, b, round)?, key)?;
-            match diff {
-                true => Some((round, x - y)),
-                false if y > 0.0 => Some((round, x / y)),
-                false => None,
-            }
+            let (x, y) = (
+                of_round(runs, phase, a, round)?,
+                of_round(runs, phase, b, round)?,
+            );
+            Some((round, combine(x, y)?))
         })
         .collect()
+}
+
+/// `key` of `a` divided (or, with `diff`, minus) `key` of `b`, per round, in round order.
+fn per_round(
+    runs: &[Value],
+    phase: &str,
+    pair: (&str, &str),
+    key: &str,
+    diff: bool,
+) -> Vec<(u64, f64)> {
+    pair_per_round(runs, phase, pair, |x, y| {
+        let (x, y) = (num(x, key)?, num(y, key)?);
+        match diff {
+            true => Some(x - y),
+            false if y > 0.0 => Some(x / y),
+            false => None,
+        }
+    })
 }
 
 /// Per round: portcullis' throughput over nginx's.
@@ -124,19 +139,16 @@ pub fn audit_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
 }
 
 /// Per round of `phase`: portcullis' requests per second of its own CPU time with the audit log
-/// over those without. The closed-loop throughput ratio moves with the CPU time the machine
-/// gives each run (a virtual machine's steal varies from second to second); this one divides it
-/// out, and at a fixed rate it is the ratio of the CPU time each request costs.
+/// over those without (at a fixed rate: the inverse ratio of the CPU time a request costs). It
+/// divides out how much CPU time each run got, not how fast that time ran: on a machine whose
+/// speed drifts it moves as much as the throughput ratio; the side-by-side phase is the steady
+/// measure.
 pub fn audit_cpu_ratios(runs: &[Value], phase: &str) -> Vec<(u64, f64)> {
     let per_cpu = |v: &Value| Some(num(v, "rps")? / num(v, "server_cpu").filter(|c| *c > 0.0)?);
-    rounds(runs, phase)
-        .into_iter()
-        .filter_map(|round| {
-            let on = per_cpu(of_round(runs, phase, "portcullis", round)?)?;
-            let off = per_cpu(of_round(runs, phase, "noaudit", round)?)?;
-            (off > 0.0).then(|| (round, on / off))
-        })
-        .collect()
+    pair_per_round(runs, phase, ("portcullis", "noaudit"), |on, off| {
+        let (on, off) = (per_cpu(on)?, per_cpu(off)?);
+        (off > 0.0).then(|| on / off)
+    })
 }
 
 /// Per round of the side-by-side phase ((c) and (e) loaded at once on the server core): (c)'s
@@ -153,13 +165,12 @@ pub fn side_by_side_ratios(runs: &[Value]) -> Vec<(u64, f64)> {
 
 /// Per round of the side-by-side phase: the share of the server core (c) and (e) used together.
 fn side_by_side_cpu(runs: &[Value]) -> Vec<f64> {
-    rounds(runs, "side_by_side")
-        .into_iter()
-        .filter_map(|round| {
-            let cpu = |t| num(of_round(runs, "side_by_side", t, round)?, "server_cpu");
-            Some(cpu("portcullis")? + cpu("noaudit")?)
-        })
-        .collect()
+    pair_per_round(runs, "side_by_side", ("portcullis", "noaudit"), |c, e| {
+        Some(num(c, "server_cpu")? + num(e, "server_cpu")?)
+    })
+    .into_iter()
+    .map(|(_, cpu)| cpu)
+    .collect()
 }
 
 /// Below this share of the server core used by (c) and (e) together, the core was not what
@@ -362,8 +373,8 @@ fn throughput(s: &mut String, runs: &[Value]) {
         );
         let _ = writeln!(
             s,
-            "The same per second of the server's own CPU time (steadier: the CPU time the machine \
-             gives a run varies): closed loop {} ({} rounds), fixed rate {} ({} rounds).\n",
+            "The same per second of the server's own CPU time: closed loop {} ({} rounds), fixed \
+             rate {} ({} rounds).\n",
             fmt(median_of(&closed), 3),
             closed.len(),
             fmt(median_of(&fixed), 3),
