@@ -521,6 +521,13 @@ mod tests {
                "server_cpu": 0.99, "upstream_cpu": 0.4, "client_cpu": 0.5})
     }
 
+    /// A run of `target` that used `cpu` of the server core.
+    fn run_cpu(phase: &str, target: &str, round: u64, rps: f64, cpu: f64) -> Value {
+        let mut v = run(phase, target, round, rps, 1000.0);
+        v["server_cpu"] = json!(cpu);
+        v
+    }
+
     fn sample() -> Vec<Value> {
         vec![
             run("throughput", "direct", 1, 40000.0, 900.0),
@@ -591,11 +598,7 @@ mod tests {
 
     #[test]
     fn side_by_side_rounds_are_reported_with_how_the_core_was_shared() {
-        let with = |target, round, rps, cpu| {
-            let mut v = run("side_by_side", target, round, rps, 1000.0);
-            v["server_cpu"] = json!(cpu);
-            v
-        };
+        let with = |target, round, rps, cpu| run_cpu("side_by_side", target, round, rps, cpu);
         let mut runs = vec![
             json!({"phase": "side_by_side_setup", "shares": "cgroups"}),
             with("portcullis", 1, 9600.0, 0.5),
@@ -629,11 +632,7 @@ mod tests {
 
     #[test]
     fn audit_cost_per_cpu_second_divides_out_the_cpu_each_run_got() {
-        let with = |phase, target, round, rps, cpu| {
-            let mut v = run(phase, target, round, rps, 1000.0);
-            v["server_cpu"] = json!(cpu);
-            v
-        };
+        let with = run_cpu;
         let runs = vec![
             // Round 1: (c) got less CPU time than (e); per CPU second it does 0.96 of (e).
             with("throughput", "portcullis", 1, 19200.0, 0.8),
