@@ -58,6 +58,8 @@ const FETCH_MAX: usize = 1000;
 const STREAM_SETUP_TRIES: u32 = 4;
 /// At least this many per pull when the types are filtered here (most may be dropped).
 const FETCH_MIN_FILTERED: usize = 200;
+/// Pulls in a row that may go unanswered while reading back before the read fails.
+const FETCH_RETRIES: u32 = 3;
 /// How long the server keeps a read-back consumer nobody uses (it is deleted after the read;
 /// this is only for a reader that went away in between).
 const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
@@ -218,6 +220,91 @@ impl NatsBackend {
         &self.stream
     }
 
+    /// A short-lived pull consumer for one read, from stream sequence `start`.
+    async fn read_consumer(
+        &self,
+        start: u64,
+        scope: &Scope,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, EventError> {
+        self.js
+            .create_consumer_on_stream(
+                pull::Config {
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: start,
+                    },
+                    ack_policy: AckPolicy::None,
+                    filter_subject: wire::filter_subject(&self.prefix, scope),
+                    inactive_threshold: READ_CONSUMER_IDLE,
+                    memory_storage: true,
+                    num_replicas: 1,
+                    ..Default::default()
+                },
+                self.stream.as_str(),
+            )
+            .await
+            .map_err(|e| self.fail(false, "read: create consumer", e))
+    }
+
+    /// Pulls from `consumer` into `out` until its pending count reaches 0 or `out` holds
+    /// `limit` events: `None`. `Some(last)` when a pull went unanswered, with the stream
+    /// sequence of the last message received (`None` if there was none).
+    async fn read_through(
+        &self,
+        consumer: &jetstream::consumer::Consumer<pull::Config>,
+        scope: &Scope,
+        limit: usize,
+        out: &mut Vec<Event>,
+    ) -> Result<Option<Option<u64>>, EventError> {
+        let typed_here = !scope.types.is_all() && scope.types.iter().nth(1).is_some();
+        // A pull that waits this long for its next message is given up.
+        let stall = self.request_timeout / (FETCH_RETRIES + 1);
+        let mut pending = consumer.cached_info().num_pending;
+        let mut last = None;
+        while pending > 0 && out.len() < limit {
+            let want = limit - out.len();
+            let want = if typed_here {
+                want.max(FETCH_MIN_FILTERED)
+            } else {
+                want
+            };
+            let batch = want
+                .min(FETCH_MAX)
+                .min(usize::try_from(pending).unwrap_or(usize::MAX));
+            let mut messages = consumer
+                .fetch()
+                .max_messages(batch)
+                .messages()
+                .await
+                .map_err(|e| self.fail(false, "read: fetch", e))?;
+            let mut got = 0;
+            loop {
+                let Ok(next) = tokio::time::timeout(stall, messages.next()).await else {
+                    return Ok(Some(last));
+                };
+                let Some(message) = next else { break };
+                let message = message.map_err(|e| self.fail(false, "read", e))?;
+                got += 1;
+                let info = message.info().map_err(|e| self.fail(false, "read", e))?;
+                pending = info.pending;
+                let seq = info.stream_sequence;
+                last = Some(seq);
+                if let Some(e) = wire::decode(seq, &message.payload)
+                    && wire::subject_matches(&self.prefix, &message.subject, &e)
+                    && scope.matches(&e)
+                {
+                    out.push(e);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// An error for `what` failing with `err`: unavailable when `unavailable` says so or the
     /// connection is down; the text without credentials.
     fn fail(&self, unavailable: bool, what: &str, err: impl fmt::Display) -> EventError {
@@ -319,6 +406,12 @@ impl EventBackend for NatsBackend {
 
     /// Reads through an ephemeral consumer from `after + 1`, pulling what is stored now (no
     /// wait for more: the consumer's pending count tells when the end is reached).
+    ///
+    /// A pull the server leaves unanswered (a 2.9 server does, now and then, after an interior
+    /// delete) is given up after a quarter of the request timeout and the read goes on through
+    /// a new consumer from the sequence after the last one received, so a message the old pull
+    /// might still deliver is neither lost nor read twice; after [`FETCH_RETRIES`] such pulls
+    /// the read fails as unavailable.
     async fn read_after(
         &self,
         after: u64,
@@ -328,81 +421,35 @@ impl EventBackend for NatsBackend {
         if limit == 0 || scope.types == TypeSet::none() {
             return Ok(Vec::new());
         }
-        let filter = wire::filter_subject(&self.prefix, scope);
-        let typed_here = !scope.types.is_all() && scope.types.iter().nth(1).is_some();
-        let consumer = self
-            .js
-            .create_consumer_on_stream(
-                pull::Config {
-                    deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: after.saturating_add(1),
-                    },
-                    ack_policy: AckPolicy::None,
-                    filter_subject: filter,
-                    inactive_threshold: READ_CONSUMER_IDLE,
-                    memory_storage: true,
-                    num_replicas: 1,
-                    ..Default::default()
-                },
-                self.stream.as_str(),
-            )
-            .await
-            .map_err(|e| self.fail(false, "read: create consumer", e))?;
-        let name = consumer.cached_info().name.clone();
-        let mut pending = consumer.cached_info().num_pending;
-        let read = async {
-            let mut out = Vec::new();
-            while pending > 0 && out.len() < limit {
-                let want = limit - out.len();
-                let want = if typed_here {
-                    want.max(FETCH_MIN_FILTERED)
-                } else {
-                    want
-                };
-                let batch = want
-                    .min(FETCH_MAX)
-                    .min(usize::try_from(pending).unwrap_or(usize::MAX));
-                let mut messages = consumer
-                    .fetch()
-                    .max_messages(batch)
-                    .messages()
-                    .await
-                    .map_err(|e| self.fail(false, "read: fetch", e))?;
-                let mut got = 0;
-                while let Some(message) =
-                    tokio::time::timeout(self.request_timeout, messages.next())
-                        .await
-                        .map_err(|_| self.fail(true, "read", "timed out"))?
-                {
-                    let message = message.map_err(|e| self.fail(false, "read", e))?;
-                    got += 1;
-                    let info = message.info().map_err(|e| self.fail(false, "read", e))?;
-                    pending = info.pending;
-                    let seq = info.stream_sequence;
-                    if let Some(e) = wire::decode(seq, &message.payload)
-                        && wire::subject_matches(&self.prefix, &message.subject, &e)
-                        && scope.matches(&e)
-                    {
-                        out.push(e);
-                        if out.len() == limit {
-                            break;
-                        }
+        let mut out = Vec::new();
+        let mut next = after.saturating_add(1);
+        let mut stalls = 0;
+        loop {
+            let consumer = self.read_consumer(next, scope).await?;
+            let name = consumer.cached_info().name.clone();
+            let read = self.read_through(&consumer, scope, limit, &mut out).await;
+            // The consumer is not needed any more; deleting it need not hold the reader up.
+            let js = self.js.clone();
+            let stream = self.stream.clone();
+            tokio::spawn(async move {
+                let _ = js.delete_consumer_from_stream(name, stream).await;
+            });
+            match read? {
+                None => return Ok(out),
+                Some(last) => {
+                    stalls += 1;
+                    if stalls > FETCH_RETRIES {
+                        return Err(self.fail(true, "read", "timed out"));
                     }
-                }
-                if got == 0 {
-                    break;
+                    tracing::warn!(
+                        stream = %self.stream,
+                        after,
+                        "events read-back: a pull went unanswered; reading on from a new consumer"
+                    );
+                    next = last.map_or(next, |seq| seq.saturating_add(1));
                 }
             }
-            Ok(out)
         }
-        .await;
-        // The consumer is not needed any more; deleting it need not hold the reader up.
-        let js = self.js.clone();
-        let stream = self.stream.clone();
-        tokio::spawn(async move {
-            let _ = js.delete_consumer_from_stream(name, stream).await;
-        });
-        read
     }
 
     fn live(&self) -> broadcast::Receiver<Arc<Event>> {

@@ -277,17 +277,22 @@ async fn read_after_keeps_tenants_and_types_apart_and_skips_gaps() {
         Vec::new()
     );
     assert_eq!(b.last_id().await.expect("last id"), tail[0].id);
-    // The read-back consumers are deleted after each read: only the live feed's one stays.
+    // The read-back consumers are deleted after each read: at most the live feed's one stays.
     let mut stream = stream;
     let mut consumers = usize::MAX;
-    for _ in 0..40 {
+    for _ in 0..200 {
         consumers = stream.info().await.expect("info").state.consumer_count;
         if consumers <= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(consumers, 1, "read-back consumers left behind");
+    // (0 is possible: the live feed's ordered consumer is recreated by its client when a
+    // heartbeat is late, as on a loaded machine.)
+    assert!(
+        consumers <= 1,
+        "read-back consumers left behind: {consumers}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
