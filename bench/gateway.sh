@@ -313,6 +313,8 @@ if [[ " ${TARGETS[*]} " == *" portcullis "* && " ${TARGETS[*]} " == *" noaudit "
         log "side by side: (c) and (e) in CPU control groups of equal weight"
         SIDE_SHARES=cgroups
     else
+        # Both or neither: (c) alone in a group would get half the core against (e)'s threads.
+        leave_cpu_group "$PORTCULLIS"
         log "WARNING: no CPU control groups here (not root, or no cpu controller): side by side, (c) and (e) share the core by the scheduler's fairness between threads, which favours the process with more busy threads, (c); compare their CPU time per request instead"
         SIDE_SHARES=threads
     fi

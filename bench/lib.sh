@@ -48,6 +48,7 @@ bench_workdirs() {
     : >"$RESULTS"
     PIDS=()
     CGROUPS=()
+    declare -gA CGROUP_ORIGIN=()
     trap cleanup EXIT
     trap 'exit 130' INT TERM
 }
@@ -168,20 +169,32 @@ load() {
 # one core get equal shares of it when all are busy (without groups the scheduler shares the core
 # between threads, and a process with more busy threads would get more of it). cgroup v2 where
 # its cpu controller is enabled, else v1's cpu hierarchy; needs write access to it (root).
-# Returns 1, changing nothing, where neither can be used.
+# Returns 1, changing nothing, where neither can be used. leave_cpu_group PID moves it back.
 own_cpu_group() {
-    local name=$1 pid=$2 group
+    local name=$1 pid=$2 base group origin
     if [[ -w /sys/fs/cgroup/cgroup.subtree_control ]] &&
         grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
-        group=/sys/fs/cgroup/portcullis-bench-$$-$name
+        base=/sys/fs/cgroup
+        origin=$(sed -n 's/^0:://p' "/proc/$pid/cgroup")
     elif [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
-        group=/sys/fs/cgroup/cpu/portcullis-bench-$$-$name
+        base=/sys/fs/cgroup/cpu
+        origin=$(sed -n 's/^[0-9]*:\([^:]*,\)\{0,1\}cpu\(,[^:]*\)\{0,1\}://p' "/proc/$pid/cgroup")
     else
         return 1
     fi
+    [[ -n $origin && -w $base$origin/cgroup.procs ]] || return 1
+    group=$base/portcullis-bench-$$-$name
     mkdir "$group" 2>/dev/null || return 1
     CGROUPS+=("$group")
     echo "$pid" >"$group/cgroup.procs" 2>/dev/null || return 1
+    CGROUP_ORIGIN[$pid]=$base$origin
+}
+
+leave_cpu_group() {
+    local pid=$1
+    [[ -n ${CGROUP_ORIGIN[$pid]:-} ]] || return 0
+    echo "$pid" >"${CGROUP_ORIGIN[$pid]}/cgroup.procs" 2>/dev/null || true
+    unset "CGROUP_ORIGIN[$pid]"
 }
 
 # Median of the "rps" of the result lines matching every pattern given.
