@@ -64,6 +64,14 @@ const FETCH_RETRIES: u32 = 3;
 /// this is only for a reader that went away in between).
 const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
 
+/// How a read through one consumer ended.
+enum ReadEnd {
+    /// Everything pending was read, or as much as was asked for.
+    Done,
+    /// A pull went unanswered; `last` is the stream sequence of the last message received.
+    Stalled { last: Option<u64> },
+}
+
 /// Events in a NATS JetStream stream. See the [module](self) for how.
 pub struct NatsBackend {
     client: async_nats::Client,
@@ -245,16 +253,15 @@ impl NatsBackend {
             .map_err(|e| self.fail(false, "read: create consumer", e))
     }
 
-    /// Pulls from `consumer` into `out` until its pending count reaches 0 or `out` holds
-    /// `limit` events: `None`. `Some(last)` when a pull went unanswered, with the stream
-    /// sequence of the last message received (`None` if there was none).
+    /// Pulls from `consumer` into `out` until its pending count reaches 0, `out` holds `limit`
+    /// events, or a pull goes unanswered.
     async fn read_through(
         &self,
         consumer: &jetstream::consumer::Consumer<pull::Config>,
         scope: &Scope,
         limit: usize,
         out: &mut Vec<Event>,
-    ) -> Result<Option<Option<u64>>, EventError> {
+    ) -> Result<ReadEnd, EventError> {
         let typed_here = !scope.types.is_all() && scope.types.iter().nth(1).is_some();
         // A pull that waits this long for its next message is given up.
         let stall = self.request_timeout / (FETCH_RETRIES + 1);
@@ -279,7 +286,7 @@ impl NatsBackend {
             let mut got = 0;
             loop {
                 let Ok(next) = tokio::time::timeout(stall, messages.next()).await else {
-                    return Ok(Some(last));
+                    return Ok(ReadEnd::Stalled { last });
                 };
                 let Some(message) = next else { break };
                 let message = message.map_err(|e| self.fail(false, "read", e))?;
@@ -302,7 +309,7 @@ impl NatsBackend {
                 break;
             }
         }
-        Ok(None)
+        Ok(ReadEnd::Done)
     }
 
     /// An error for `what` failing with `err`: unavailable when `unavailable` says so or the
@@ -435,8 +442,8 @@ impl EventBackend for NatsBackend {
                 let _ = js.delete_consumer_from_stream(name, stream).await;
             });
             match read? {
-                None => return Ok(out),
-                Some(last) => {
+                ReadEnd::Done => return Ok(out),
+                ReadEnd::Stalled { last } => {
                     stalls += 1;
                     if stalls > FETCH_RETRIES {
                         return Err(self.fail(true, "read", "timed out"));
