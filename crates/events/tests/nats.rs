@@ -597,3 +597,164 @@ async fn the_live_feed_and_publishing_survive_a_server_restart() {
         10
     );
 }
+
+/// A TCP proxy to the NATS server that swallows the client's no-wait pull requests (the
+/// read-back's fetches) while `to_swallow` is above 0, counting them in `swallowed`: it stands
+/// for a server that leaves a pull unanswered. Everything else passes both ways unchanged.
+struct PullSwallower {
+    url: String,
+    to_swallow: Arc<std::sync::atomic::AtomicUsize>,
+    swallowed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PullSwallower {
+    async fn start(server_url: &str) -> Self {
+        use std::sync::atomic::AtomicUsize;
+        let server = server_url
+            .trim_start_matches("nats://")
+            .rsplit('@')
+            .next()
+            .expect("host")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("nats://{}", listener.local_addr().expect("addr"));
+        let to_swallow = Arc::new(AtomicUsize::new(0));
+        let swallowed = Arc::new(AtomicUsize::new(0));
+        let (t, s) = (to_swallow.clone(), swallowed.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(&server).await else {
+                    continue;
+                };
+                let (client_read, mut client_write) = client.into_split();
+                let (upstream_read, upstream_write) = upstream.into_split();
+                tokio::spawn(async move {
+                    let mut upstream_read = upstream_read;
+                    let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+                });
+                tokio::spawn(Self::client_to_server(
+                    client_read,
+                    upstream_write,
+                    t.clone(),
+                    s.clone(),
+                ));
+            }
+        });
+        Self {
+            url,
+            to_swallow,
+            swallowed,
+        }
+    }
+
+    /// Copies the client's protocol lines (and message payloads) to the server, but for the
+    /// pulls it swallows.
+    async fn client_to_server(
+        from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        to_swallow: Arc<std::sync::atomic::AtomicUsize>,
+        swallowed: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut from = tokio::io::BufReader::new(from);
+        loop {
+            let mut line = Vec::new();
+            if from.read_until(b'\n', &mut line).await? == 0 {
+                return Ok(());
+            }
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            if !matches!(words.first(), Some(&"PUB") | Some(&"HPUB")) {
+                to.write_all(&line).await?;
+                continue;
+            }
+            // PUB subject [reply] size / HPUB subject [reply] header-size total-size
+            let size: usize = words
+                .last()
+                .and_then(|n| n.parse().ok())
+                .expect("message size");
+            let mut payload = vec![0; size + 2];
+            from.read_exact(&mut payload).await?;
+            let pull = words[1].starts_with("$JS.API.CONSUMER.MSG.NEXT.")
+                && String::from_utf8_lossy(&payload).contains("\"no_wait\":true");
+            if pull
+                && to_swallow
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                swallowed.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            to.write_all(&line).await?;
+            to.write_all(&payload).await?;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_goes_on_past_a_pull_the_server_leaves_unanswered() {
+    use std::sync::atomic::Ordering;
+    let Some((direct, guard)) = setup().await else {
+        return;
+    };
+    let stored = direct
+        .publish(
+            (0..30)
+                .map(|n| event(EventType::KeyCreated, Some("acme"), n))
+                .collect(),
+        )
+        .await
+        .expect("publish");
+    let proxy = PullSwallower::start(&guard.0.url).await;
+    let config = NatsConfig {
+        url: proxy.url.clone(),
+        request_timeout: Duration::from_secs(2),
+        ..guard.0.clone()
+    };
+    let b = NatsBackend::connect(config)
+        .await
+        .expect("connect through the proxy");
+
+    // The first pull of the read goes unanswered: the read goes on from a new consumer, with
+    // every event once.
+    proxy.to_swallow.store(1, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let all = b
+        .read_after(0, &Scope::global(), 100)
+        .await
+        .expect("read past an unanswered pull");
+    assert_eq!(proxy.swallowed.load(Ordering::SeqCst), 1);
+    assert_eq!(all, stored);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "given up after a quarter of the request timeout, not the whole of it: {:?}",
+        started.elapsed()
+    );
+
+    // A pull unanswered after some messages came: the read goes on after the last one received.
+    let mut paged = Vec::new();
+    let mut cursor = 0;
+    proxy.to_swallow.store(2, Ordering::SeqCst);
+    loop {
+        let page = b
+            .read_after(cursor, &Scope::global(), 7)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        cursor = last.id;
+        paged.extend(page);
+    }
+    assert_eq!(proxy.swallowed.load(Ordering::SeqCst), 3);
+    assert_eq!(paged, stored, "nothing lost, nothing twice");
+
+    // A server that answers no pull at all: the read fails as unavailable after three more.
+    proxy.to_swallow.store(usize::MAX, Ordering::SeqCst);
+    match b.read_after(0, &Scope::global(), 100).await {
+        Err(EventError::Unavailable(why)) => assert!(why.contains("timed out"), "{why}"),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert_eq!(proxy.swallowed.load(Ordering::SeqCst), 3 + 4);
+}
