@@ -46,6 +46,8 @@
 #                           (default: all; the fixed-rate phase needs portcullis)
 #   BENCH_NGINX=nginx       the nginx binary
 #   BENCH_REQUIRE_NGINX=1   fail instead of skipping (b) when nginx is missing
+#   BENCH_PATH=/            the path requested (bench-hello answers /bytes/N with N bytes, for
+#                           answers larger than its 13-byte "Hello, World!")
 #   BENCH_AUDIT="..."       settings of (c)'s [audit] table, one per line (e.g.
 #                           BENCH_AUDIT="batch_linger_ms = 50"); (e) and (f) keep the audit log off
 #   BENCH_SKIP_BUILD=1      use the release binaries already built
@@ -60,6 +62,10 @@ RATE_SHARE=${BENCH_RATE_SHARE:-0.5}
 SERVER_CORE=${BENCH_SERVER_CORE:-0}
 LOAD_CORE=${BENCH_LOAD_CORE:-1}
 PORT=${BENCH_PORT:-18180}
+REQUEST_PATH=${BENCH_PATH:-/}
+[[ $REQUEST_PATH == /* ]] || { echo "BENCH_PATH must start with /" >&2; exit 2; }
+EXPECT=Hello
+[[ $REQUEST_PATH == /bytes/* ]] && EXPECT=xxxx
 UPSTREAM_PORT=$PORT
 ADMIN_PORT=$((PORT + 1))
 GATEWAY_PORT=$((PORT + 2))
@@ -131,7 +137,7 @@ fi
 
 bench_machine "proxies (nginx, portcullis) on core $SERVER_CORE, alone; upstream (bench-hello) and bench-load together on core $LOAD_CORE, for (a), (b) and (c) alike" \
     "portcullis, bench-proxy and bench-hello with TOKIO_WORKER_THREADS=1; $NGINX_LINE" \
-    "$ROUNDS interleaved rounds, ${DURATION} s measured after ${WARMUP} s warm-up, $CONNECTIONS keep-alive connections"
+    "$ROUNDS interleaved rounds, ${DURATION} s measured after ${WARMUP} s warm-up, $CONNECTIONS keep-alive connections, GET $REQUEST_PATH"
 
 # --- the upstream ---------------------------------------------------------------------------
 log "starting the upstream (bench-hello on core $LOAD_CORE, port $UPSTREAM_PORT)"
@@ -273,21 +279,22 @@ if [[ -n ${BENCH_TARGETS:-} ]]; then
     ((${#TARGETS[@]} > 0)) || die "BENCH_TARGETS names none of the available targets"
 fi
 
-# Every answer must be 2xx with "Hello" in the body (bench-load --expect); otherwise the run fails.
+# Every answer must be 2xx with "Hello" in the body ("xxxx" for /bytes/N; bench-load --expect);
+# otherwise the run fails.
 run_target() { # phase target round [bench-load args...]
     local phase=$1 target=$2 round=$3
     shift 3
     local extra=()
     case $target in
-    direct) extra=(--url "http://127.0.0.1:$UPSTREAM_PORT/") ;;
-    nginx) extra=(--url "http://127.0.0.1:$NGINX_PORT/" --server-pid "$NGINX_PID") ;;
-    portcullis) extra=(--url "http://127.0.0.1:$GATEWAY_PORT/" --server-pid "$PORTCULLIS" --header "$AUTH") ;;
-    hyper) extra=(--url "http://127.0.0.1:$HYPER_PORT/" --server-pid "$HYPER") ;;
-    noaudit) extra=(--url "http://127.0.0.1:$NOAUDIT_PORT/" --server-pid "$NOAUDIT" --header "$AUTH") ;;
-    noanomaly) extra=(--url "http://127.0.0.1:$NOANOMALY_PORT/" --server-pid "$NOANOMALY" --header "$AUTH") ;;
+    direct) extra=(--url "http://127.0.0.1:$UPSTREAM_PORT$REQUEST_PATH") ;;
+    nginx) extra=(--url "http://127.0.0.1:$NGINX_PORT$REQUEST_PATH" --server-pid "$NGINX_PID") ;;
+    portcullis) extra=(--url "http://127.0.0.1:$GATEWAY_PORT$REQUEST_PATH" --server-pid "$PORTCULLIS" --header "$AUTH") ;;
+    hyper) extra=(--url "http://127.0.0.1:$HYPER_PORT$REQUEST_PATH" --server-pid "$HYPER") ;;
+    noaudit) extra=(--url "http://127.0.0.1:$NOAUDIT_PORT$REQUEST_PATH" --server-pid "$NOAUDIT" --header "$AUTH") ;;
+    noanomaly) extra=(--url "http://127.0.0.1:$NOANOMALY_PORT$REQUEST_PATH" --server-pid "$NOANOMALY" --header "$AUTH") ;;
     esac
     load "phase=$phase" "target=$target" "round=$round" -- "$@" "${extra[@]}" \
-        --upstream-pid "$UPSTREAM" --expect Hello
+        --upstream-pid "$UPSTREAM" --expect "$EXPECT"
 }
 
 # Round r starts with target number r-1 (mod the number of targets) and keeps the order, so the
