@@ -84,6 +84,11 @@ fn event(kind: EventType, t: Option<&str>, n: u64) -> NewEvent {
     )
 }
 
+/// Events of `kind` for tenant `acme`, numbered `ns`.
+fn acme(kind: EventType, ns: std::ops::Range<u64>) -> Vec<NewEvent> {
+    ns.map(|n| event(kind, Some("acme"), n)).collect()
+}
+
 fn ids(events: &[Event]) -> Vec<u64> {
     events.iter().map(|e| e.id).collect()
 }
@@ -131,9 +136,7 @@ async fn ids_increase_duplicates_are_dropped_and_batches_are_pipelined() {
 
     // A batch of 1,000 goes out pipelined (sent, then acked in order), not one round trip
     // after another.
-    let batch: Vec<NewEvent> = (0..1000)
-        .map(|n| event(EventType::KeyUpdated, Some("acme"), n))
-        .collect();
+    let batch = acme(EventType::KeyUpdated, 0..1000);
     let started = std::time::Instant::now();
     let big = b.publish(batch).await.expect("big batch");
     let took = started.elapsed();
@@ -540,11 +543,7 @@ async fn the_live_feed_and_publishing_survive_a_server_restart() {
     let b = NatsBackend::connect(config).await.expect("connect");
     let mut live = b.live();
     let first = b
-        .publish(
-            (0..5)
-                .map(|n| event(EventType::KeyCreated, Some("acme"), n))
-                .collect(),
-        )
+        .publish(acme(EventType::KeyCreated, 0..5))
         .await
         .expect("publish");
     for expected in &first {
@@ -559,9 +558,7 @@ async fn the_live_feed_and_publishing_survive_a_server_restart() {
     server.wait_ready().await;
     // Publishing the same batch again until it goes through is safe: its message ids are
     // dropped if an earlier try was stored.
-    let second: Vec<NewEvent> = (5..10)
-        .map(|n| event(EventType::KeyRevoked, Some("acme"), n))
-        .collect();
+    let second = acme(EventType::KeyRevoked, 5..10);
     let mut stored = Vec::new();
     let mut failures = 0;
     while stored.is_empty() {
@@ -701,11 +698,7 @@ async fn a_read_goes_on_past_a_pull_the_server_leaves_unanswered() {
         return;
     };
     let stored = direct
-        .publish(
-            (0..30)
-                .map(|n| event(EventType::KeyCreated, Some("acme"), n))
-                .collect(),
-        )
+        .publish(acme(EventType::KeyCreated, 0..30))
         .await
         .expect("publish");
     let proxy = PullSwallower::start(&guard.0.url).await;
