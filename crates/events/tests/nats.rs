@@ -89,6 +89,22 @@ fn acme(kind: EventType, ns: std::ops::Range<u64>) -> Vec<NewEvent> {
     ns.map(|n| event(kind, Some("acme"), n)).collect()
 }
 
+/// Every stored event, read from the start in pages of `size` (each after the last one read).
+async fn read_in_pages(b: &NatsBackend, size: usize) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = b
+            .read_after(cursor, &Scope::global(), size)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        cursor = last.id;
+        all.extend(page);
+    }
+    all
+}
+
 fn ids(events: &[Event]) -> Vec<u64> {
     events.iter().map(|e| e.id).collect()
 }
@@ -218,18 +234,7 @@ async fn read_after_keeps_tenants_and_types_apart_and_skips_gaps() {
     assert_eq!(limited, global_two[..3].to_vec());
 
     // Paging through everything with a small limit gives exactly the stored events.
-    let mut paged = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let page = b
-            .read_after(cursor, &Scope::global(), 7)
-            .await
-            .expect("page");
-        let Some(last) = page.last() else { break };
-        cursor = last.id;
-        paged.extend(page);
-    }
-    assert_eq!(paged, stored);
+    assert_eq!(read_in_pages(&b, 7).await, stored);
 
     // A deleted sequence, a body this version cannot read and a body that disagrees with its
     // subject are skipped.
@@ -728,18 +733,8 @@ async fn a_read_goes_on_past_a_pull_the_server_leaves_unanswered() {
     );
 
     // A pull unanswered after some messages came: the read goes on after the last one received.
-    let mut paged = Vec::new();
-    let mut cursor = 0;
     proxy.to_swallow.store(2, Ordering::SeqCst);
-    loop {
-        let page = b
-            .read_after(cursor, &Scope::global(), 7)
-            .await
-            .expect("page");
-        let Some(last) = page.last() else { break };
-        cursor = last.id;
-        paged.extend(page);
-    }
+    let paged = read_in_pages(&b, 7).await;
     assert_eq!(proxy.swallowed.load(Ordering::SeqCst), 3);
     assert_eq!(paged, stored, "nothing lost, nothing twice");
 
