@@ -6,8 +6,10 @@
 //!   header values of draft-ietf-httpapi-ratelimit-headers-10.
 //!
 //! Time is passed in by the caller as [`Nanos`]: nanoseconds on a monotonic time line the caller
-//! chooses (the server counts from a `tokio::time::Instant` taken at start-up, so tests can pause
-//! time). Nothing here reads a clock, sleeps or spawns.
+//! chooses, at full resolution (the server uses its clock's `monotonic_nanos`, which tests drive
+//! by hand in steps of any size). Whole seconds would be wrong: every request of a second would
+//! arrive at the same instant and only the burst would pass. Nothing here reads a clock, sleeps
+//! or spawns.
 //!
 //! # GCRA
 //!

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use portcullis_core::{
     ExposeSecret,
-    clock::{Clock, ManualClock},
+    clock::{Clock, ManualClock, SystemClock},
     request::CreateAdminKey,
 };
 use portcullis_server::{
@@ -30,6 +30,8 @@ pub struct TestServer {
     pub root_secret: String,
     pub state: AppState,
     pub store: Arc<SqliteStore>,
+    /// The server's clock, moved by hand; a server started with [`spawn_realtime_with`] runs on
+    /// the system clock instead and ignores this one.
     pub clock: Arc<ManualClock>,
     pub config: Config,
     /// The server's audit log (its store reads the entries back).
@@ -47,8 +49,24 @@ pub async fn spawn() -> TestServer {
     spawn_with(|_| {}).await
 }
 
-/// Starts a server after `adjust` has changed its configuration.
+/// Starts a server after `adjust` has changed its configuration, on a manual clock.
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    spawn_on(clock.clone(), clock, adjust).await
+}
+
+/// Starts a server after `adjust` has changed its configuration, on the system clock: for the
+/// end-to-end tests of time-based controls over real time.
+pub async fn spawn_realtime_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let manual = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    spawn_on(Arc::new(SystemClock), manual, adjust).await
+}
+
+async fn spawn_on(
+    clock: Arc<dyn Clock>,
+    manual: Arc<ManualClock>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config {
         data_dir: dir.path().join("data"),
@@ -57,7 +75,6 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
     config.listen = "127.0.0.1:0".parse().expect("addr");
     adjust(&mut config);
     let data = datadir::open(&config).await.expect("open data dir");
-    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let audit = audit::open(&config, clock.clone(), Default::default())
         .await
         .expect("open the audit log");
@@ -117,7 +134,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         root_secret: root.secret.expose_secret().to_owned(),
         state,
         store,
-        clock,
+        clock: manual,
         audit_path: config.audit_database(),
         config,
         audit,

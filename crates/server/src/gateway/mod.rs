@@ -97,9 +97,10 @@ impl Gateway {
         Ok(())
     }
 
-    /// Now on the limiters' time line: the injected clock, in nanoseconds.
+    /// Now on the limiters' time line: the injected clock's monotonic nanoseconds (full
+    /// resolution; wall time in whole seconds would make every limit as strict as its burst).
     pub fn now_nanos(&self) -> Nanos {
-        u64::try_from(self.app.clock.now().unix_timestamp_nanos()).unwrap_or(0)
+        self.app.clock.monotonic_nanos()
     }
 
     /// Drops limiter state that has gone idle; run periodically.

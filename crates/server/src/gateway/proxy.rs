@@ -489,7 +489,8 @@ fn limit(
         };
         if !this.outcome.allowed {
             if let Some(d) = &gw.app.anomaly {
-                d.observe_rate_limited(now / 1_000_000, &k.tenant_id, &k.id);
+                let now_ms = portcullis_events::anomaly::unix_millis(gw.app.clock.precise_now());
+                d.observe_rate_limited(now_ms, &k.tenant_id, &k.id);
             }
             let mut r = too_many(
                 "rate_limited",
