@@ -79,8 +79,12 @@ pub struct Requirements<'a> {
     pub ip: Option<IpAddr>,
 }
 
-/// The decision. Checks run in a fixed order so that the first failing reason is reported; a key
-/// of another tenant reports `TENANT_MISMATCH` before anything else about it is revealed.
+/// The decision. Checks run in a fixed order so that the first failing reason is reported. A
+/// revoked or expired key is reported as such before any tenant, environment or other check: a
+/// dead credential is an authentication failure (401, counted by the brute-force throttle),
+/// never a 403 that would tell the caller the key still exists. (A caller that may not learn
+/// about another tenant's keys, such as a tenant-bound admin key verifying, hides the answer
+/// for a foreign key itself.)
 pub fn decide(
     subject: Option<Subject<'_>>,
     req: &Requirements<'_>,
@@ -90,14 +94,14 @@ pub fn decide(
         return DecisionCode::NotFound;
     };
     let key = s.key;
-    if req.tenant.is_some_and(|t| *t != key.tenant_id) {
-        return DecisionCode::TenantMismatch;
-    }
     if key.revoked_at.is_some_and(|r| r <= now) {
         return DecisionCode::Revoked;
     }
     if key.expires_at.is_some_and(|e| e <= now) || s.secret_expires_at.is_some_and(|e| e <= now) {
         return DecisionCode::Expired;
+    }
+    if req.tenant.is_some_and(|t| *t != key.tenant_id) {
+        return DecisionCode::TenantMismatch;
     }
     if s.tenant_status != TenantStatus::Active {
         return DecisionCode::TenantSuspended;
@@ -118,6 +122,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::{clock::Clock, clock::ManualClock, ip::IpAllowlist};
+    use proptest::prelude::*;
     use serde_json::Map;
     use time::{Duration, macros::datetime};
 
@@ -257,12 +262,72 @@ mod tests {
 
         k.revoked_at = Some(now);
         assert_eq!(d(&k, &inside), DecisionCode::Revoked);
-        // Tenant mismatch is reported before anything else about a foreign key.
+        // Revocation is reported before the tenant check.
         let r = Requirements {
             tenant: Some(&other),
             ..Default::default()
         };
+        assert_eq!(d(&k, &r), DecisionCode::Revoked);
+        k.revoked_at = None;
         assert_eq!(d(&k, &r), DecisionCode::TenantMismatch);
+    }
+
+    fn requirements() -> impl Strategy<
+        Value = (
+            Option<TenantId>,
+            Option<Environment>,
+            Vec<Scope>,
+            Option<IpAddr>,
+        ),
+    > {
+        let tenant = proptest::option::of(prop_oneof![Just("acme"), Just("globex")])
+            .prop_map(|t| t.map(|t| TenantId::parse(t).expect("valid")));
+        let env = proptest::option::of(prop_oneof![
+            Just(Environment::Live),
+            Just(Environment::Test)
+        ]);
+        let scopes = proptest::sample::subsequence(
+            vec!["invoices:read", "customers:write", "admin:all", "x:y"],
+            0..=4,
+        )
+        .prop_map(|s| crate::scope::parse_scopes(&s).expect("valid"));
+        let ip = proptest::option::of(any::<[u8; 4]>().prop_map(IpAddr::from));
+        (tenant, env, scopes, ip)
+    }
+
+    proptest! {
+        /// Whatever the request asks (tenant, environment, scopes, address) and whatever else is
+        /// wrong with the key (suspended tenant, allowlist), a revoked or expired key is reported
+        /// as revoked or expired.
+        #[test]
+        fn dead_keys_are_reported_before_any_other_check(
+            (tenant, env, scopes, ip) in requirements(),
+            revoked in any::<bool>(),
+            rolled_away in any::<bool>(),
+            suspended in any::<bool>(),
+            allowlist in any::<bool>(),
+            key_env in prop_oneof![Just(Environment::Live), Just(Environment::Test)],
+        ) {
+            let now = datetime!(2026-03-01 00:00 UTC);
+            let mut k = key();
+            k.environment = key_env;
+            if allowlist {
+                k.ip_allowlist = IpAllowlist::parse(&["192.0.2.0/24"]).expect("valid");
+            }
+            if revoked {
+                k.revoked_at = Some(now - Duration::seconds(1));
+            }
+            let subject = Subject {
+                key: &k,
+                tenant_status: if suspended { TenantStatus::Suspended } else { TenantStatus::Active },
+                secret_expires_at: rolled_away.then_some(now),
+            };
+            let req = Requirements { tenant: tenant.as_ref(), environment: env, scopes: &scopes, ip };
+            let code = decide(Some(subject), &req, now);
+            // The key itself expired on 2026-01-31: every case here is dead.
+            let want = if revoked { DecisionCode::Revoked } else { DecisionCode::Expired };
+            prop_assert_eq!(code, want);
+        }
     }
 
     #[test]

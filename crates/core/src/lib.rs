@@ -1,6 +1,7 @@
 //! portcullis-core: everything about keys, tenants and access decisions that needs no I/O.
 //!
 //! - [`key`]: the key format (`{prefix}_{32 random base62}{6 base62 CRC32}`), generation and parsing.
+//! - [`key_scan`]: finding keys inside URLs, however encoded.
 //! - [`hash`]: the server pepper and the keyed hash (HMAC-SHA256) that is the only form a key is stored in.
 //! - [`tenant`], [`scope`], [`ip`]: validated building blocks of a key record.
 //! - [`ratelimit`]: the rate limit of a key or a tenant.
@@ -15,6 +16,7 @@ pub mod hash;
 pub mod ids;
 pub mod ip;
 pub mod key;
+pub mod key_scan;
 pub mod limits;
 pub mod metadata;
 pub mod model;

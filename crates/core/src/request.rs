@@ -332,7 +332,7 @@ pub fn roll_secret(tenant: &Tenant, key: &ApiKey) -> (SecretString, String) {
     (secret, hint)
 }
 
-/// Creation of an admin key (CLI only).
+/// Creation of an admin key (operator CLI, first start, `POST /v1/admin-keys`).
 #[derive(Debug, Clone)]
 pub struct CreateAdminKey {
     pub name: String,

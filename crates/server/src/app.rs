@@ -10,7 +10,8 @@ use axum::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
-    audit, error, events, health, keys, metrics, request_id, state::AppState, tenants, verify,
+    admin_keys, audit, error, events, health, keys, metrics, request_id, state::AppState, tenants,
+    verify,
 };
 
 const TENANTS: &str = "/v1/tenants";
@@ -20,6 +21,8 @@ const KEY: &str = "/v1/tenants/{tenant}/keys/{key_id}";
 const KEY_ROLL: &str = "/v1/tenants/{tenant}/keys/{key_id}/roll";
 const KEY_REVOKE: &str = "/v1/tenants/{tenant}/keys/{key_id}/revoke";
 const AUDIT: &str = "/v1/tenants/{tenant}/audit";
+const ADMIN_KEYS: &str = "/v1/admin-keys";
+const ADMIN_KEY_REVOKE: &str = "/v1/admin-keys/{admin_key_id}/revoke";
 const EVENTS: &str = "/v1/events";
 const VERIFY: &str = "/v1/verify";
 const HEALTHZ: &str = "/healthz";
@@ -27,7 +30,7 @@ const READYZ: &str = "/readyz";
 const METRICS: &str = "/metrics";
 
 /// Every route template; the metrics label requests by these.
-pub const ROUTES: [&str; 17] = [
+pub const ROUTES: [&str; 19] = [
     TENANTS,
     TENANT,
     KEYS,
@@ -35,6 +38,8 @@ pub const ROUTES: [&str; 17] = [
     KEY_ROLL,
     KEY_REVOKE,
     AUDIT,
+    ADMIN_KEYS,
+    ADMIN_KEY_REVOKE,
     EVENTS,
     VERIFY,
     HEALTHZ,
@@ -61,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route(KEY_ROLL, post(keys::roll))
         .route(KEY_REVOKE, post(keys::revoke))
         .route(AUDIT, get(audit::api::list))
+        .route(ADMIN_KEYS, get(admin_keys::list).post(admin_keys::create))
+        .route(ADMIN_KEY_REVOKE, post(admin_keys::revoke))
         .merge(events::webhooks::routes())
         .route(EVENTS, get(events::sse::stream))
         .route(VERIFY, post(verify::verify))

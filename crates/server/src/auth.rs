@@ -12,7 +12,9 @@ use axum::{
 };
 use portcullis_core::{
     ExposeSecret, SecretString,
+    hash::KeyHash,
     key::{self, KeyKind},
+    key_scan,
     model::AdminKey,
     scope::Scope,
     tenant::TenantId,
@@ -93,10 +95,27 @@ pub fn tenant_header(headers: &HeaderMap) -> Result<Option<TenantId>, ApiError> 
 /// Resolves a secret: format and checksum first (garbage never reaches the cache or the
 /// store), then the cache, then the store.
 pub async fn resolve(state: &AppState, secret: &str) -> Result<Entry, ApiError> {
+    Ok(resolve_hashed(state, secret).await?.0)
+}
+
+/// [`resolve`], and the secret's hash (none for a malformed secret).
+pub async fn resolve_hashed(
+    state: &AppState,
+    secret: &str,
+) -> Result<(Entry, Option<KeyHash>), ApiError> {
     let Ok(parsed) = key::parse(secret) else {
-        return Ok(Entry::Unknown);
+        return Ok((Entry::Unknown, None));
     };
     let hash = state.pepper.hash(secret);
+    let entry = match parsed.kind {
+        KeyKind::Admin => lookup(state, hash, true).await?,
+        KeyKind::Tenant(_) => lookup(state, hash, false).await?,
+    };
+    Ok((entry, Some(hash)))
+}
+
+/// The cache, then the store.
+async fn lookup(state: &AppState, hash: KeyHash, admin: bool) -> Result<Entry, ApiError> {
     let lookups = &state.metrics.cache_lookups;
     if let Some(entry) = state.cache.get(&hash) {
         lookups.get_or_create(&ResultLabel { result: "hit" }).inc();
@@ -104,28 +123,41 @@ pub async fn resolve(state: &AppState, secret: &str) -> Result<Entry, ApiError> 
     }
     lookups.get_or_create(&ResultLabel { result: "miss" }).inc();
     let epoch = state.cache.epoch();
-    let entry = match parsed.kind {
-        KeyKind::Admin => state
+    let entry = if admin {
+        state
             .store
             .find_admin_key(&hash)
             .await?
             .map_or(Entry::Unknown, |a| {
                 Entry::Admin(Arc::new(CachedAdmin::new(a)))
-            }),
-        KeyKind::Tenant(_) => state
+            })
+    } else {
+        state
             .store
             .find_key(&hash)
             .await?
-            .map_or(Entry::Unknown, |m| Entry::Key(Arc::new(CachedKey::new(m)))),
+            .map_or(Entry::Unknown, |m| Entry::Key(Arc::new(CachedKey::new(m))))
     };
     state.cache.insert(hash, entry.clone(), epoch);
     Ok(entry)
+}
+
+/// The admin key record behind `hash` as it is now (after a change, the cache has dropped it
+/// and this reads the store): `None` once it is gone or revoked.
+pub async fn admin_now(state: &AppState, hash: KeyHash) -> Result<Option<Arc<AdminKey>>, ApiError> {
+    let now = state.clock.now();
+    Ok(match lookup(state, hash, true).await? {
+        Entry::Admin(a) if a.key.revoked_at.is_none_or(|r| r > now) => Some(a.key.clone()),
+        _ => None,
+    })
 }
 
 /// An authenticated admin key, extracted from the request headers.
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub key: Arc<AdminKey>,
+    /// The hash of the presented secret (to look the key up again: [`admin_now`]).
+    pub hash: KeyHash,
     /// `X-Tenant-Id`, when sent: the request then acts on that tenant only (for a tenant-bound
     /// key it has already been checked to be the key's own).
     pub tenant_header: Option<TenantId>,
@@ -161,7 +193,8 @@ impl FromRequestParts<AppState> for Admin {
                 return Err(e);
             }
         };
-        let tenant = tenant_header(&parts.headers)?;
+        // Refused only once the key is known to be alive: a dead key is a 401 first.
+        let tenant_header = tenant_header(&parts.headers);
         let reject = |reason: &'static str, owner: Option<&TenantId>| {
             state
                 .metrics
@@ -177,15 +210,19 @@ impl FromRequestParts<AppState> for Admin {
             audit_failure(reason, owner, hint);
             ApiError::invalid_api_key()
         };
-        let cached = match resolve(state, secret.expose_secret()).await? {
-            Entry::Admin(a) => a,
-            Entry::Key(k) => return Err(reject("not_an_admin_key", Some(&k.found.key.tenant_id))),
-            Entry::Unknown => return Err(reject("unknown_or_malformed", None)),
+        let (entry, hash) = resolve_hashed(state, secret.expose_secret()).await?;
+        let (cached, hash) = match (entry, hash) {
+            (Entry::Admin(a), Some(h)) => (a, h),
+            (Entry::Key(k), _) => {
+                return Err(reject("not_an_admin_key", Some(&k.found.key.tenant_id)));
+            }
+            _ => return Err(reject("unknown_or_malformed", None)),
         };
         let now = state.clock.now();
         if cached.key.revoked_at.is_some_and(|r| r <= now) {
             return Err(reject("revoked", cached.key.tenant_id.as_ref()));
         }
+        let tenant = tenant_header?;
         if let Some(slot) = &slot {
             slot.with(|f| {
                 f.auth = Some("success");
@@ -211,6 +248,7 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Admin {
             key: admin,
+            hash,
             tenant_header: tenant,
             audit: slot,
         })
@@ -278,19 +316,20 @@ const KEY_PARAMS: &[&str] = &[
     "secret",
 ];
 
-/// Does the URL carry a key (a named parameter, or any query value or path segment that is a
-/// well-formed key)? Such requests are refused before anything logs or routes them.
+/// Does the URL carry a key (a named parameter, or a well-formed key anywhere in the path or
+/// the query, however percent-encoded: see [`portcullis_core::key_scan`])? Such requests are
+/// refused before anything logs, records, routes or forwards them.
 pub fn key_in_url(uri: &axum::http::Uri) -> bool {
-    let in_query = uri.query().is_some_and(|q| {
+    let named_param = uri.query().is_some_and(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q).map_or(true, |pairs| {
-            pairs.iter().any(|(k, v)| {
-                KEY_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p)) || key::parse(v.trim()).is_ok()
-            })
+            pairs
+                .iter()
+                .any(|(k, _)| KEY_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p)))
         })
     });
-    in_query
-        || (uri.path().len() > key::BODY_LEN
-            && uri.path().split('/').any(|s| key::parse(s).is_ok()))
+    named_param
+        || key_scan::url_contains_key(uri.path())
+        || uri.query().is_some_and(key_scan::url_contains_key)
 }
 
 /// The answer to a request with a key in its URL.

@@ -4,7 +4,8 @@
 //! - Well-formed keys that are not in the store are remembered as unknown for
 //!   `negative_ttl_seconds`, so repeating an unknown key does not reach the store.
 //! - Changes made through this server (roll, revoke, update, tenant status) invalidate the
-//!   affected entries at once.
+//!   affected entries at once; changes made by any other writer of the store (the operator CLI,
+//!   another node) within a poll interval, through the store's change feed ([`crate::changes`]).
 use std::{
     sync::{
         Arc,
@@ -81,6 +82,11 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// Is this the record of tenant key `id` (of `tenant`)?
+    fn is_key(&self, tenant: &TenantId, id: &str) -> bool {
+        matches!(self, Entry::Key(k) if k.found.key.id == id && k.found.key.tenant_id == *tenant)
+    }
+
     fn tenant(&self) -> Option<&TenantId> {
         match self {
             Entry::Key(k) => Some(&k.found.key.tenant_id),
@@ -166,6 +172,35 @@ impl KeyCache {
             for h in hashes {
                 c.invalidate(h);
             }
+        }
+    }
+
+    /// Drops every entry of tenant key `id` (each of its secrets' hashes), without reading them
+    /// from the store.
+    pub fn invalidate_key(&self, tenant: &TenantId, id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner {
+            let (t, id) = (tenant.clone(), id.to_owned());
+            // Cannot fail: invalidation closures are enabled in `new`.
+            let _ = c.invalidate_entries_if(move |_, v| v.is_key(&t, &id));
+        }
+    }
+
+    /// Drops the entry of admin key `id`.
+    pub fn invalidate_admin(&self, id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner {
+            let id = id.to_owned();
+            let _ =
+                c.invalidate_entries_if(move |_, v| matches!(v, Entry::Admin(a) if a.key.id == id));
+        }
+    }
+
+    /// Drops every entry (a reader of the change feed that missed entries).
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = &self.inner {
+            c.invalidate_all();
         }
     }
 

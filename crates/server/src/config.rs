@@ -178,10 +178,13 @@ impl AuditConfig {
 pub struct CacheConfig {
     /// Key records kept in memory (0 disables the cache).
     pub capacity: u64,
-    /// How long a cached record is trusted before it is read again. Changes made through this
-    /// server take effect at once; this bounds the delay of changes made by another process
-    /// (such as the `portcullis key revoke` operator command).
+    /// How long a cached record is kept before it is read again. Changes made through this
+    /// server take effect at once, changes made by another process (such as the
+    /// `portcullis key revoke` operator command) within `change_poll_ms`; the TTL only bounds
+    /// the life of an entry should the change feed be unreadable.
     pub ttl_seconds: u64,
+    /// How often the store's change feed is read (milliseconds, 10..=10000).
+    pub change_poll_ms: u64,
     /// How long an unknown (well-formed) key is remembered as unknown.
     pub negative_ttl_seconds: u64,
 }
@@ -228,6 +231,7 @@ impl Default for CacheConfig {
         Self {
             capacity: 100_000,
             ttl_seconds: 60,
+            change_poll_ms: 250,
             negative_ttl_seconds: 10,
         }
     }
@@ -291,6 +295,11 @@ impl Config {
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid(
                 "max_body_bytes must be between 1 KiB and 16 MiB",
+            ));
+        }
+        if !(10..=10_000).contains(&self.cache.change_poll_ms) {
+            return Err(ConfigError::Invalid(
+                "cache.change_poll_ms must be between 10 and 10000",
             ));
         }
         for l in [

@@ -32,7 +32,7 @@ pub const CODES: &[(&str, u16, &str)] = &[
     (
         "api_key_in_query",
         400,
-        "a key was sent in the URL; send it in a header",
+        "a key was sent in the URL (in the path or the query, however percent-encoded); send it in a header",
     ),
     (
         "invalid_tenant_header",
@@ -53,6 +53,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "root_admin_required",
         403,
         "only a global (root) admin key may do this",
+    ),
+    (
+        "scope_not_held",
+        403,
+        "an admin key can only grant or revoke admin scopes it holds itself",
     ),
     (
         "not_found",

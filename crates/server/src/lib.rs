@@ -1,11 +1,13 @@
 //! portcullis-server: the HTTP server (admin API, verify API, health, metrics).
 #![forbid(unsafe_code)]
 
+pub mod admin_keys;
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod changes;
 pub mod config;
 pub mod datadir;
 pub mod error;

@@ -94,7 +94,7 @@ pub struct RolledKey {
     pub previous_secret_expires_at: OffsetDateTime,
 }
 
-/// Creates an admin key (operator CLI and first start; there is no HTTP endpoint for it).
+/// Creates an admin key (operator CLI, first start, and `POST /v1/admin-keys`).
 /// Validation failures come back as [`StoreError::Invalid`]; a missing tenant as `NotFound`.
 pub async fn create_admin_key(
     ctx: Ctx<'_>,
@@ -116,9 +116,12 @@ pub async fn create_admin_key(
     Ok(new)
 }
 
-/// Revokes an admin key (operator CLI).
+/// Revokes an admin key (operator CLI and `POST /v1/admin-keys/{id}/revoke`).
 pub async fn revoke_admin_key(ctx: Ctx<'_>, id: &str) -> Result<AdminKey, StoreError> {
     let key = ctx.store.revoke_admin_key(id, ctx.now).await?;
+    if let Some(cache) = ctx.cache {
+        cache.invalidate_admin(&key.id);
+    }
     changed(
         ctx,
         "admin_key.revoke",

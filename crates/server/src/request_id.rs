@@ -34,11 +34,13 @@ pub async fn scope_for_test<F: std::future::Future>(id: &str, fut: F) -> F::Outp
     CURRENT.scope(Arc::from(id), fut).await
 }
 
-/// 1 to 128 characters of `[A-Za-z0-9._:-]`.
+/// 1 to 128 characters of `[A-Za-z0-9._:-]`, and no key in them (an id is echoed, logged,
+/// forwarded and recorded: a key sent as one is replaced like any malformed id).
 pub fn well_formed(v: &str) -> bool {
     (1..=128).contains(&v.len())
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+        && !portcullis_core::key_scan::contains_key(v.as_bytes())
 }
 
 /// Generated ids: `req_` + a random prefix chosen at start + a counter. Unique per process start

@@ -55,7 +55,8 @@ pub async fn serve_all(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let mut tasks = Vec::new();
+    // Changes made by other writers of the store (the operator CLI) reach the cache this way.
+    let mut tasks = vec![crate::changes::spawn(&state)];
     if let Some(config) = state.audit.config() {
         tasks.extend(crate::audit::retention::spawn_purger(
             state.audit.clone(),

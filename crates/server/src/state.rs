@@ -31,6 +31,10 @@ pub struct Shared {
     pub pepper: Arc<Pepper>,
     pub clock: Arc<dyn Clock>,
     pub cache: KeyCache,
+    /// Moves after each read of the store's change feed that applied changes.
+    pub changes: crate::changes::ChangeSignal,
+    /// How often the change feed is read (`cache.change_poll_ms`).
+    pub change_poll_ms: u64,
     pub metrics: Arc<Metrics>,
     pub usage: UsageRecorder,
     pub policy: KeyPolicy,
@@ -71,6 +75,8 @@ impl AppState {
             pepper: Arc::new(pepper),
             clock,
             cache: KeyCache::new(&config.cache),
+            changes: Default::default(),
+            change_poll_ms: config.cache.change_poll_ms,
             metrics: Arc::new(Metrics::with_audit(audit.metrics().clone())),
             usage: UsageRecorder::default(),
             policy: config.key_policy(),

@@ -122,8 +122,13 @@ pub async fn verify(
         ip,
     };
     let mut code = decision::decide(subject, &requirements, now);
-    // Nothing about another tenant's key is revealed to a tenant-bound caller.
-    if code == DecisionCode::TenantMismatch && !admin.is_root() {
+    // Nothing about another tenant's key (not even that it is revoked or expired) is revealed
+    // to a tenant-bound caller.
+    let foreign = cached
+        .as_ref()
+        .zip(tenant.as_ref())
+        .is_some_and(|(k, t)| k.found.key.tenant_id != *t);
+    if foreign && !admin.is_root() {
         code = DecisionCode::NotFound;
     }
     if let Some(slot) = &admin.audit {

@@ -50,6 +50,7 @@ macro_rules! admin_columns {
 pub mod audit;
 mod bulk;
 pub mod events;
+mod feed;
 mod queries;
 mod rows;
 mod store;

@@ -8,18 +8,25 @@ use portcullis_core::{
     tenant::TenantId,
 };
 use portcullis_store::{
-    Edit, KeyFilter, KeyMatch, Page, PageRequest, Result, Rolled, Store, StoreError,
+    ChangeTarget, Edit, KeyFilter, KeyMatch, Page, PageRequest, Result, Rolled, Store, StoreError,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::{
-    SqliteStore, db,
+    SqliteStore, db, feed,
     queries::{
         admin_by_id, hashes_in, insert_key, insert_secret, key_in, tenant_exists, tenant_in,
         touch_table,
     },
     rows::{self, json, normalize_key, normalize_tenant, opt_ts, ts},
 };
+
+fn key_target(tenant: &TenantId, id: &str) -> ChangeTarget {
+    ChangeTarget::Key {
+        tenant: tenant.clone(),
+        id: id.to_owned(),
+    }
+}
 
 /// Uses of keys written per statement by `touch_keys`.
 const TOUCH_CHUNK: usize = 5_000;
@@ -98,6 +105,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        feed::record(&mut tx, &ChangeTarget::Tenant(t.id.clone())).await?;
         tx.commit().await.map_err(db)?;
         Ok(t)
     }
@@ -225,6 +233,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        feed::record(&mut tx, &key_target(tenant, id)).await?;
         tx.commit().await.map_err(db)?;
         Ok(k)
     }
@@ -267,6 +276,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        feed::record(&mut tx, &key_target(tenant, id)).await?;
         tx.commit().await.map_err(db)?;
         Ok(Rolled {
             key,
@@ -292,6 +302,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        feed::record(&mut tx, &key_target(tenant, id)).await?;
         tx.commit().await.map_err(db)?;
         key.revoked_at = Some(now);
         key.updated_at = now;
@@ -417,6 +428,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        feed::record(&mut tx, &ChangeTarget::AdminKey { id: id.to_owned() }).await?;
         tx.commit().await.map_err(db)?;
         key.revoked_at = Some(now);
         Ok(key)

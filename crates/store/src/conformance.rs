@@ -32,12 +32,14 @@ use crate::{Store, StoreError};
 
 mod admin;
 mod changes;
+mod feed;
 mod keys;
 mod ratelimits;
 mod tenants;
 
 pub use admin::*;
 pub use changes::*;
+pub use feed::*;
 pub use keys::*;
 pub use ratelimits::*;
 pub use tenants::*;
@@ -88,6 +90,7 @@ macro_rules! conformance_tests {
                 key_rate_limit_round_trip,
                 tenant_rate_limit_round_trip,
                 find_key_reports_tenant_rate_limit,
+                change_feed_records_changes,
             );
         }
     };

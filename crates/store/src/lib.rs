@@ -19,6 +19,9 @@ use portcullis_core::{
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod feed;
+
+pub use feed::{Change, ChangeFeed, ChangeTarget};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +126,11 @@ pub type Edit<'a, T> = Box<dyn FnOnce(&mut T) -> Result<(), ValidationError> + S
 ///   `key_prefix` and `created_at`; a key keeps its `id`, `tenant_id`, `environment`, `hint`,
 ///   `created_at`, `revoked_at` and `last_used_at` (those change only through `roll_key`,
 ///   `revoke_key` and `touch_keys`);
-/// - an edit that returns an error writes nothing.
+/// - an edit that returns an error writes nothing;
+/// - every successful `update_tenant`, `update_key`, `roll_key`, first `revoke_key` and first
+///   `revoke_admin_key` appends an entry to the [`ChangeFeed`] in the same transaction.
 #[async_trait]
-pub trait Store: Send + Sync + Debug {
+pub trait Store: ChangeFeed + Send + Sync + Debug {
     /// Is the store reachable?
     async fn ping(&self) -> Result<()>;
 

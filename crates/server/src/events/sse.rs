@@ -9,7 +9,9 @@
 //! A client that reads too slowly fills its bounded buffer: it then gets one last frame,
 //! `event: reconnect` carrying the id to resume from, and the stream ends. The server never waits
 //! for a client nor keeps more than `buffer` events for it. The same frame ends every stream at
-//! shutdown (reason `shutdown`) and when the backend fails (reason `unavailable`).
+//! shutdown (reason `shutdown`), when the backend fails (reason `unavailable`), and within the
+//! change feed's poll interval when the stream's admin key is revoked (reason `revoked`) or no
+//! longer allows the stream (reason `forbidden`: `events:read` or its tenant binding changed).
 use std::{
     convert::Infallible,
     sync::{
@@ -206,6 +208,13 @@ pub async fn stream(
     let feed = Feed {
         sub: subscribe(backend.clone(), scope, after, sse.buffer).await,
         closing,
+        credential: Credential {
+            changes: state.changes.subscribe(),
+            state: state.clone(),
+            hash: admin.hash,
+            tenant: admin.key.tenant_id.clone(),
+            pending: false,
+        },
         position: after,
         retry: Some(Duration::from_millis(sse.retry_ms)),
         done: false,
@@ -230,6 +239,7 @@ pub async fn stream(
 struct Feed {
     sub: Subscription,
     closing: watch::Receiver<bool>,
+    credential: Credential,
     /// The id the client resumes after: the last event sent, or its `Last-Event-ID`.
     position: Option<u64>,
     /// The `retry:` frame, until it is sent (first).
@@ -248,11 +258,23 @@ impl Feed {
         if self.done {
             return None;
         }
+        // A check cut short by an event last time is finished first, so a busy stream cannot
+        // put it off for ever.
+        if self.credential.pending
+            && let Some(reason) = self.credential.check_pending().await
+        {
+            let last = self.position;
+            return Some((Ok(self.last_frame(reason, last)), self));
+        }
         let delivery = tokio::select! {
             biased;
             () = closed(&mut self.closing) => {
                 let last = self.position;
                 return Some((Ok(self.last_frame("shutdown", last)), self));
+            }
+            reason = self.credential.lost() => {
+                let last = self.position;
+                return Some((Ok(self.last_frame(reason, last)), self));
             }
             d = self.sub.next() => d,
         };
@@ -287,6 +309,61 @@ impl Feed {
         match last {
             Some(id) => frame.id(id.to_string()),
             None => frame,
+        }
+    }
+}
+
+/// The admin key a stream was opened with, checked again after every change the server hears
+/// of (its own, or another writer's through the change feed).
+struct Credential {
+    changes: watch::Receiver<u64>,
+    state: AppState,
+    hash: portcullis_core::hash::KeyHash,
+    /// The tenant the key was bound to when the stream opened.
+    tenant: Option<portcullis_core::tenant::TenantId>,
+    /// A change was seen and not checked yet (a check cut short by an event is done again).
+    pending: bool,
+}
+
+impl Credential {
+    /// Resolves with the reason the stream must end, once the key is revoked or narrowed.
+    async fn lost(&mut self) -> &'static str {
+        loop {
+            if !self.pending {
+                if self.changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                self.pending = true;
+            }
+            let verdict = self.check().await;
+            self.pending = false;
+            if let Some(reason) = verdict {
+                return reason;
+            }
+        }
+    }
+
+    async fn check_pending(&mut self) -> Option<&'static str> {
+        let verdict = self.check().await;
+        self.pending = false;
+        verdict
+    }
+
+    async fn check(&self) -> Option<&'static str> {
+        let needed = portcullis_core::scope::Scope::parse(SCOPE)?;
+        match crate::auth::admin_now(&self.state, self.hash).await {
+            Ok(None) => Some("revoked"),
+            Ok(Some(k))
+                if k.tenant_id != self.tenant || !k.scopes.iter().any(|s| s.covers(&needed)) =>
+            {
+                Some("forbidden")
+            }
+            Ok(Some(_)) => None,
+            // The store cannot say: the next change checks again.
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot check an event stream's admin key");
+                None
+            }
         }
     }
 }

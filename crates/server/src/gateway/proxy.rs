@@ -304,7 +304,8 @@ async fn admit(
             return Err(Refusal::new("unauthenticated", e));
         }
     };
-    let tenant = auth::tenant_header(headers).map_err(|e| Refusal::new("unauthenticated", e))?;
+    // Read now, refused only once the key is known to be alive: a dead key is a 401 first.
+    let tenant = auth::tenant_header(headers);
     let entry = auth::resolve(&gw.app, secret.expose_secret())
         .await
         .map_err(|e| Refusal::new("error", e))?;
@@ -348,7 +349,7 @@ async fn admit(
         secret_expires_at: key.found.secret_expires_at,
     };
     let requirements = Requirements {
-        tenant: tenant.as_ref(),
+        tenant: tenant.as_ref().ok().and_then(Option::as_ref),
         environment: route.environment,
         scopes: &route.scopes,
         ip: Some(client),
@@ -383,6 +384,7 @@ async fn admit(
         let owner = (code != DecisionCode::NotFound).then_some(&owner);
         return Err(fail(reason, owner));
     }
+    tenant.map_err(|e| Refusal::new("unauthenticated", e))?;
     match code {
         DecisionCode::Valid
         | DecisionCode::NotFound
