@@ -185,9 +185,18 @@ impl Utf8 {
     }
 }
 
-/// Checks one segment of the canonical path. An empty name is allowed only in the last segment
-/// (a trailing `/`, or `/;jsessionid=…`); a name of only dots and spaces is a dot segment.
+/// Checks one segment of the canonical path: no double-encoded escape; an empty name only in the
+/// last segment (a trailing `/`, or `/;jsessionid=…`); a name of only dots and spaces is a dot
+/// segment.
 fn check_segment(seg: &str, last: bool, parameters: &mut bool) -> Result<(), PathError> {
+    // Checked on the canonical text: decoding `%25%32%65` also makes `%252e`.
+    let double = seg.match_indices("%25").any(|(i, _)| {
+        let b = seg.as_bytes();
+        b.len() > i + 4 && hex(b[i + 3]).is_some() && hex(b[i + 4]).is_some()
+    });
+    if double {
+        return Err(PathError::BadEscape);
+    }
     let (mut name, params) = split_parameters(seg);
     *parameters |= params;
     if name.is_empty() {
@@ -275,7 +284,7 @@ pub fn canonical(path: &str) -> Result<Canonical<'_>, PathError> {
 }
 
 /// The escape at `path[i..i + 3]`, of the byte `v`: decoded if unreserved, refused if it encodes
-/// a separator, a control character or another escape, else kept with upper-case hex digits.
+/// a separator or a control character, else kept with upper-case hex digits.
 fn escape(
     path: &str,
     i: usize,
@@ -293,9 +302,6 @@ fn escape(
     match v {
         b'/' | b'\\' => return Err(PathError::EncodedSeparator),
         0..=0x1F | 0x7F => return Err(PathError::InvalidCharacter),
-        b'%' if b.len() > i + 4 && hex(b[i + 3]).is_some() && hex(b[i + 4]).is_some() => {
-            return Err(PathError::BadEscape);
-        }
         0x80.. => utf8.push(v)?,
         _ => utf8.single()?,
     }
@@ -402,6 +408,8 @@ mod tests {
             ("/a%2", PathError::BadEscape),
             ("/a%zz", PathError::BadEscape),
             ("/a%252e%252e/b", PathError::BadEscape),
+            ("/a%25%32%65", PathError::BadEscape),
+            ("/a%25%41%61", PathError::BadEscape),
             ("/a%ff", PathError::InvalidUtf8),
             ("/a%C3", PathError::InvalidUtf8),
             ("/a%C3/b", PathError::InvalidUtf8),
