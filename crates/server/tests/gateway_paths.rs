@@ -121,7 +121,7 @@ proptest! {
     fn every_upstream_resolves_the_forwarded_path_into_the_checked_route(raw in paths()) {
         for (ci, rt) in runtimes() {
             let Some((checked, forwarded)) = gateway_view(&rt, &raw) else { continue };
-            let models: &[(&str, fn(&str) -> String)] = if ci { &ALL[..] } else { &CASE_SENSITIVE[..] };
+            let models: &[resolvers::Model] = if ci { &ALL[..] } else { &CASE_SENSITIVE[..] };
             for (model, resolve) in models {
                 let resolved = resolve(&forwarded);
                 let landed = route_name(rt.route(None, &resolved, &Method::GET));

@@ -534,6 +534,52 @@ mod tests {
     }
 
     #[test]
+    fn canonical_routing_with_parameters_and_case() {
+        let mut c = cfg(BASE);
+        c.routes.retain(|r| r.name != "hosted");
+        for r in &mut c.routes {
+            r.allow_path_parameters = r.name != "inv-read";
+        }
+        let rt = Runtime::build(&c).expect("valid");
+        let routed = |p: &str, m: &Method| {
+            let canonical = path::canonical(p).expect(p);
+            rt.route_path(None, &canonical, m).map(name)
+        };
+        assert_eq!(
+            routed("/v1/inv%6Fices/1", &Method::GET),
+            Ok("inv-read".into())
+        );
+        assert_eq!(routed("/v2;x/y", &Method::GET), Ok("all".into()));
+        assert_eq!(
+            routed("/v1/invoices;x", &Method::POST),
+            Err(PathError::Parameters),
+            "the catch-all allows parameters, but stripped they name inv-write"
+        );
+        assert_eq!(
+            routed("/v1/invoices/1;x", &Method::GET),
+            Err(PathError::Parameters),
+            "inv-read does not allow them"
+        );
+        assert_eq!(
+            routed("/v1/invoices;x", &Method::DELETE),
+            Err(PathError::Parameters),
+            "stripped, it is a path without a route for DELETE"
+        );
+        assert_eq!(routed("/V1/Invoices/1", &Method::GET), Ok("all".into()));
+        for r in &mut c.routes {
+            r.case_insensitive = true;
+        }
+        let rt = Runtime::build(&c).expect("valid");
+        let routed = |p: &str| {
+            let canonical = path::canonical(p).expect(p);
+            rt.route_path(None, &canonical, &Method::GET).map(name)
+        };
+        assert_eq!(routed("/V1/Invoices/1"), Ok("inv-read".into()));
+        assert_eq!(routed("/V1/INVOICES"), Ok("inv-read".into()));
+        assert_eq!(routed("/v1/invoices./1"), Err(PathError::CaseFolding));
+    }
+
+    #[test]
     fn invalid_configurations_name_the_entry() {
         let cases = [
             (r#"upstream = "main""#, r#"upstream = "nope""#, "nope"),

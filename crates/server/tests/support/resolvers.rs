@@ -103,16 +103,19 @@ pub fn iis(p: &str) -> String {
     resolve_dots(&trimmed)
 }
 
-/// The case-sensitive models, by name.
-pub const CASE_SENSITIVE: [(&str, fn(&str) -> String); 4] = [
+/// A model by name: the forwarded path in, the path the server acts on out.
+pub type Model = (&'static str, fn(&str) -> String);
+
+/// The case-sensitive models.
+pub const CASE_SENSITIVE: [Model; 4] = [
     ("tomcat", tomcat),
     ("decode_then_strip", decode_then_strip),
     ("nginx", nginx),
     ("go", go),
 ];
 
-/// Every model, by name.
-pub const ALL: [(&str, fn(&str) -> String); 5] = [
+/// Every model.
+pub const ALL: [Model; 5] = [
     ("tomcat", tomcat),
     ("decode_then_strip", decode_then_strip),
     ("nginx", nginx),
