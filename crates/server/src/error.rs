@@ -197,7 +197,7 @@ pub const CODES: &[(&str, u16, &str)] = &[
     (
         "invalid_path",
         400,
-        "gateway: the path has dot segments or encoded separators",
+        "gateway: the path has dot or empty segments, encoded separators, control characters, bad escapes or path parameters the route does not allow",
     ),
     (
         "environment_mismatch",

@@ -152,4 +152,12 @@ pub struct RouteConfig {
     /// Send the client's `Host` upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,
+    /// The upstream treats paths case-insensitively (IIS, …): the prefix matches in any ASCII
+    /// case. Every route of an upstream must agree.
+    #[serde(default)]
+    pub case_insensitive: bool,
+    /// Path parameters (`/a;v=1/b`) may reach the upstream; only if the route is the same with
+    /// them stripped (as Tomcat, Jetty and Spring do). Otherwise they are refused (400).
+    #[serde(default)]
+    pub allow_path_parameters: bool,
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the `[gateway]` section (upstreams, routes, policies, trusted proxies).
 //! - [`runtime`]: that section checked and compiled; swapped as a whole on reload (SIGHUP).
+//! - [`path`]: the canonical request path, computed once before routing.
 //! - [`proxy`]: the request path.
 //! - [`headers`]: client address, header stripping and forwarding headers.
 //! - [`upload`]: streaming body limits and upload measurement.
@@ -21,6 +22,7 @@ mod audit;
 pub mod config;
 pub mod headers;
 pub mod listener;
+pub mod path;
 pub mod proxy;
 pub mod runtime;
 pub mod upload;

@@ -1,6 +1,6 @@
-//! The gateway's request path: route → brute-force check → credential → decision → rate limits
+//! The gateway's request path: canonical path → route → brute-force check → credential → decision → rate limits
 //! → upstream, with the body streamed both ways. Every refusal is the uniform JSON error.
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Instant};
 
 use axum::{
     body::Body,
@@ -22,6 +22,7 @@ use super::{
     Gateway, audit,
     headers::{self, Identity},
     listener::Peer,
+    path::{self, PathError},
     runtime::{Match, Route, Runtime},
     upload::{Exceeded, Metered},
 };
@@ -154,36 +155,11 @@ async fn forward(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())
         .map(|h| strip_port(h).to_owned());
-    let path = req.uri().path();
-    if headers::suspicious_path(path) {
-        let r = refuse(
-            "invalid_path",
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "the path has dot segments or encoded separators",
-        );
-        return (None, Err(r));
-    }
-    let route = match rt.route(host.as_deref(), path, req.method()) {
-        Match::Found(r) => r,
-        Match::MethodNotAllowed => {
-            let e = refuse(
-                "method_not_allowed",
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "the path exists but not with this method",
-            );
-            return (None, Err(e));
-        }
-        Match::NotFound => {
-            let e = refuse(
-                "route_not_found",
-                StatusCode::NOT_FOUND,
-                "route_not_found",
-                "no route for this path",
-            );
-            return (None, Err(e));
-        }
+    // The one path used from here on: routed, and sent upstream (`forwarded`: only if it differs
+    // from what the client sent).
+    let (route, forwarded) = match canonical_route(rt, host.as_deref(), &req) {
+        Ok(found) => found,
+        Err(r) => return (None, Err(r)),
     };
     let name = Some(route.name.clone());
     let client = headers::client_ip(peer, req.headers(), &rt.trusted_proxies);
@@ -203,10 +179,13 @@ async fn forward(
     let result = send(
         gw,
         route,
-        peer,
-        peer_trusted,
-        host.as_deref(),
+        Peering {
+            peer,
+            peer_trusted,
+            host: host.as_deref(),
+        },
         &admitted,
+        forwarded,
         req,
     )
     .await;
@@ -219,6 +198,51 @@ async fn forward(
         resp
     });
     (name, result)
+}
+
+/// Canonicalises the request path and routes it: the route, and the canonical path if it is not
+/// the one the client sent.
+fn canonical_route<'r>(
+    rt: &'r Runtime,
+    host: Option<&str>,
+    req: &Request,
+) -> Result<(&'r Route, Option<String>), Refusal> {
+    let invalid = |e: PathError| {
+        refuse(
+            "invalid_path",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            e.message(),
+        )
+    };
+    let canonical = path::canonical(req.uri().path()).map_err(invalid)?;
+    let route = match rt
+        .route_path(host, &canonical, req.method())
+        .map_err(invalid)?
+    {
+        Match::Found(r) => r,
+        Match::MethodNotAllowed => {
+            return Err(refuse(
+                "method_not_allowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the path exists but not with this method",
+            ));
+        }
+        Match::NotFound => {
+            return Err(refuse(
+                "route_not_found",
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "no route for this path",
+            ));
+        }
+    };
+    let forwarded = match canonical.into_cow() {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(p) => Some(p),
+    };
+    Ok((route, forwarded))
 }
 
 /// Failures are counted per IPv4 address and per IPv6 /64 (one host commonly holds a whole /64,
@@ -536,16 +560,28 @@ fn ratelimit_headers(s: &Shown) -> [(HeaderName, HeaderValue); 2] {
     ]
 }
 
-/// Streams the request to the upstream and its answer back.
+/// Who sent the request, for the forwarding headers.
+struct Peering<'a> {
+    peer: IpAddr,
+    peer_trusted: bool,
+    host: Option<&'a str>,
+}
+
+/// Streams the request to the upstream and its answer back. `forwarded` is the canonical path
+/// when it differs from the client's (the query is passed on unchanged).
 async fn send(
     gw: &Gateway,
     route: &Route,
-    peer: IpAddr,
-    peer_trusted: bool,
-    host: Option<&str>,
+    from: Peering<'_>,
     admitted: &Admitted,
+    forwarded: Option<String>,
     req: Request,
 ) -> Result<Response, Refusal> {
+    let Peering {
+        peer,
+        peer_trusted,
+        host,
+    } = from;
     let too_large = || {
         refuse(
             "too_large",
@@ -565,7 +601,11 @@ async fn send(
         return Err(too_large());
     }
     let up = &route.upstream;
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path_and_query = match (&forwarded, parts.uri.query()) {
+        (Some(path), Some(query)) => Cow::Owned(format!("{path}?{query}")),
+        (Some(path), None) => Cow::Borrowed(path.as_str()),
+        (None, _) => Cow::Borrowed(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
+    };
     let uri: Uri = format!("http://{}{}{}", up.authority, up.base_path, path_and_query)
         .parse()
         .map_err(|_| {

@@ -18,8 +18,12 @@ use portcullis_core::{
 };
 use portcullis_ratelimit::Quota;
 
-use super::config::{
-    BruteForceConfig, GatewayConfig, RateLimitConfig, RouteConfig, RouteEnvironment, UpstreamConfig,
+use super::{
+    config::{
+        BruteForceConfig, GatewayConfig, RateLimitConfig, RouteConfig, RouteEnvironment,
+        UpstreamConfig,
+    },
+    path::{self, Canonical, PathError},
 };
 
 /// Why a gateway configuration was refused (the message names the offending entry).
@@ -66,6 +70,10 @@ pub struct Route {
     pub upload: bool,
     pub max_body_bytes: u64,
     pub preserve_host: bool,
+    /// The prefix matches in any ASCII case (the upstream is case-insensitive).
+    pub case_insensitive: bool,
+    /// Path parameters (`;`) may reach the upstream.
+    pub allow_path_parameters: bool,
 }
 
 impl Route {
@@ -78,9 +86,16 @@ impl Route {
     }
 
     fn matches_path(&self, path: &str) -> bool {
-        path.strip_prefix(self.prefix.as_str()).is_some_and(|rest| {
-            rest.is_empty() || self.prefix.ends_with('/') || rest.starts_with('/')
-        })
+        let n = self.prefix.len();
+        let (Some(head), Some(rest)) = (path.get(..n), path.get(n..)) else {
+            return false;
+        };
+        let same = if self.case_insensitive {
+            head.eq_ignore_ascii_case(&self.prefix)
+        } else {
+            head == self.prefix
+        };
+        same && (rest.is_empty() || self.prefix.ends_with('/') || rest.starts_with('/'))
     }
 
     fn allows(&self, method: &Method) -> bool {
@@ -169,6 +184,7 @@ impl Runtime {
             }
             routes.push(route(r, cfg, &upstreams, &policies)?);
         }
+        check_case(&routes)?;
         routes.sort_by(|a, b| {
             b.host
                 .is_some()
@@ -199,6 +215,32 @@ impl Runtime {
             .filter(|r| r.same_place(first))
             .find(|r| r.allows(method))
             .map_or(Match::MethodNotAllowed, Match::Found)
+    }
+
+    /// Routes a canonical path. A path with path parameters is routed only if the route is the
+    /// same whether the upstream strips them (Tomcat, Jetty, Spring) or not, and that route
+    /// allows them; a case-insensitive route refuses what a Windows upstream would fold.
+    pub fn route_path(
+        &self,
+        host: Option<&str>,
+        path: &Canonical<'_>,
+        method: &Method,
+    ) -> Result<Match<'_>, PathError> {
+        let found = self.route(host, path.as_str(), method);
+        let Match::Found(route) = found else {
+            return Ok(found);
+        };
+        if path.has_parameters() {
+            let stripped = self.route(host, &path.without_parameters(), method);
+            let same = matches!(stripped, Match::Found(s) if std::ptr::eq(s, route));
+            if !same || !route.allow_path_parameters {
+                return Err(PathError::Parameters);
+            }
+        }
+        if route.case_insensitive {
+            path.check_case_insensitive()?;
+        }
+        Ok(found)
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
@@ -307,16 +349,42 @@ fn private_host(host: &str) -> bool {
     }
 }
 
-/// A path prefix: absolute, no query, no dot segments, no percent-encoding; a trailing `/` is
-/// dropped (except for `/` itself).
+/// Routes of one upstream agree on `case_insensitive` (a case-insensitive upstream serves
+/// `/ADMIN` as `/admin` whichever route the request matched, so every route to it must match in
+/// any case), and no two routes of a host have prefixes that differ only in case when one of
+/// them is case-insensitive (which one matches would be ambiguous).
+fn check_case(routes: &[Route]) -> Result<(), GatewayConfigError> {
+    for (i, a) in routes.iter().enumerate() {
+        for b in &routes[i + 1..] {
+            if Arc::ptr_eq(&a.upstream, &b.upstream) && a.case_insensitive != b.case_insensitive {
+                return Err(invalid(format!(
+                    "routes[{}] and routes[{}] go to upstream {:?}: case_insensitive must be the same on every route of an upstream",
+                    a.name, b.name, a.upstream.name
+                )));
+            }
+            let clash = (a.case_insensitive || b.case_insensitive)
+                && a.host == b.host
+                && a.prefix != b.prefix
+                && a.prefix.eq_ignore_ascii_case(&b.prefix);
+            if clash {
+                return Err(invalid(format!(
+                    "routes[{}] and routes[{}]: path prefixes that differ only in case on a case_insensitive route",
+                    a.name, b.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path prefix: absolute, in canonical form (see `path`), no query, no percent-encoding, no
+/// path parameters; a trailing `/` is dropped (except for `/` itself).
 fn prefix(what: &str, p: &str) -> Result<String, GatewayConfigError> {
-    let bad = !p.starts_with('/')
-        || p.contains(['?', '#', '%', '\\'])
-        || p.split('/').any(|s| s == "." || s == "..")
-        || p.len() > 1024;
+    let canonical = path::canonical(p).is_ok_and(|c| c.as_str() == p);
+    let bad = !canonical || p.contains(['?', '#', '%', ';']) || p.len() > 1024;
     if bad {
         return Err(invalid(format!(
-            "{what}.path_prefix must be an absolute path without query, dot segments or percent-encoding"
+            "{what}.path_prefix must be an absolute canonical path without query, dot or empty segments, percent-encoding or ';'"
         )));
     }
     let t = p.trim_end_matches('/');
@@ -387,6 +455,8 @@ fn route(
         upload: r.upload,
         max_body_bytes,
         preserve_host: r.preserve_host,
+        case_insensitive: r.case_insensitive,
+        allow_path_parameters: r.allow_path_parameters,
     })
 }
 
@@ -461,6 +531,52 @@ mod tests {
         none.routes.retain(|r| r.name == "inv-read");
         let rt = Runtime::build(&none).expect("valid");
         assert_eq!(name(rt.route(None, "/", &get)), "404");
+    }
+
+    #[test]
+    fn canonical_routing_with_parameters_and_case() {
+        let mut c = cfg(BASE);
+        c.routes.retain(|r| r.name != "hosted");
+        for r in &mut c.routes {
+            r.allow_path_parameters = r.name != "inv-read";
+        }
+        let rt = Runtime::build(&c).expect("valid");
+        let routed = |p: &str, m: &Method| {
+            let canonical = path::canonical(p).expect(p);
+            rt.route_path(None, &canonical, m).map(name)
+        };
+        assert_eq!(
+            routed("/v1/inv%6Fices/1", &Method::GET),
+            Ok("inv-read".into())
+        );
+        assert_eq!(routed("/v2;x/y", &Method::GET), Ok("all".into()));
+        assert_eq!(
+            routed("/v1/invoices;x", &Method::POST),
+            Err(PathError::Parameters),
+            "the catch-all allows parameters, but stripped they name inv-write"
+        );
+        assert_eq!(
+            routed("/v1/invoices/1;x", &Method::GET),
+            Err(PathError::Parameters),
+            "inv-read does not allow them"
+        );
+        assert_eq!(
+            routed("/v1/invoices;x", &Method::DELETE),
+            Err(PathError::Parameters),
+            "stripped, it is a path without a route for DELETE"
+        );
+        assert_eq!(routed("/V1/Invoices/1", &Method::GET), Ok("all".into()));
+        for r in &mut c.routes {
+            r.case_insensitive = true;
+        }
+        let rt = Runtime::build(&c).expect("valid");
+        let routed = |p: &str| {
+            let canonical = path::canonical(p).expect(p);
+            rt.route_path(None, &canonical, &Method::GET).map(name)
+        };
+        assert_eq!(routed("/V1/Invoices/1"), Ok("inv-read".into()));
+        assert_eq!(routed("/V1/INVOICES"), Ok("inv-read".into()));
+        assert_eq!(routed("/v1/invoices./1"), Err(PathError::CaseFolding));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteConfig {
         upload: false,
         max_body_bytes: None,
         preserve_host: false,
+        case_insensitive: false,
+        allow_path_parameters: false,
     }
 }
 

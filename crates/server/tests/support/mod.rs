@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod resolvers;
 pub mod upstream;
 
 /// A log writer that keeps every byte written, for tests that read a run's log lines.
