@@ -5,6 +5,8 @@
 //! - [`runtime`]: that section checked and compiled; swapped as a whole on reload (SIGHUP).
 //! - [`proxy`]: the request path.
 //! - [`headers`]: client address, header stripping and forwarding headers.
+//! - [`rewrite`]: the headers that could rewrite an authorised request (method overrides, URL
+//!   rewrites, forwarding headers) and who may send them.
 //! - [`upload`]: streaming body limits and upload measurement.
 //! - [`listener`]: the TCP listener with an open-connections gauge.
 //! - `audit`: the audit records of gateway requests.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod headers;
 pub mod listener;
 pub mod proxy;
+pub mod rewrite;
 pub mod runtime;
 pub mod upload;
 
@@ -40,6 +43,9 @@ pub struct Gateway {
     /// Failed authentications per client address.
     pub failures: FailureTracker<IpAddr>,
     upload_sink: std::sync::RwLock<upload::UploadSink>,
+    /// The scheme of the gateway listener: `X-Forwarded-Proto` and `Forwarded: proto=` for
+    /// clients that are not trusted proxies. Plaintext HTTP until the listener terminates TLS.
+    pub scheme: headers::Scheme,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -66,6 +72,7 @@ impl Gateway {
                 cfg.limiter_max_keys,
             ),
             upload_sink: std::sync::RwLock::new(upload::log_sink()),
+            scheme: headers::Scheme::Http,
         }))
     }
 
