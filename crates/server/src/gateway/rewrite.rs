@@ -95,22 +95,25 @@ pub fn lookup(name: &str) -> Option<(&'static RewriteHeader, bool)> {
         .find_map(|h| same_name(name.as_bytes(), h.name.as_bytes()).map(|exact| (h, exact)))
 }
 
-/// Whether a peer may send the header `name` on to the upstream: a header that is not listed,
-/// or, from a trusted proxy, a forwarding header in its canonical spelling.
+/// The listed header `name` spells, if the peer may not send it on: everything listed, except,
+/// from a trusted proxy, a forwarding header in its canonical spelling.
+fn forbidden(name: &str, peer_trusted: bool) -> Option<&'static RewriteHeader> {
+    lookup(name)
+        .filter(|&(h, exact)| !(peer_trusted && exact && h.class == Class::Forwarding))
+        .map(|(h, _)| h)
+}
+
+/// Whether a peer may send the header `name` on to the upstream.
 pub fn allowed(name: &str, peer_trusted: bool) -> bool {
-    match lookup(name) {
-        None => true,
-        Some((h, exact)) => peer_trusted && exact && h.class == Class::Forwarding,
-    }
+    forbidden(name, peer_trusted).is_none()
 }
 
 /// The canonical name of the first listed header of `headers` the peer may not send.
 pub fn first_forbidden(headers: &HeaderMap, peer_trusted: bool) -> Option<&'static str> {
-    headers.keys().find_map(|n| {
-        (!allowed(n.as_str(), peer_trusted))
-            .then(|| lookup(n.as_str()).map(|(h, _)| h.name))
-            .flatten()
-    })
+    headers
+        .keys()
+        .find_map(|n| forbidden(n.as_str(), peer_trusted))
+        .map(|h| h.name)
 }
 
 /// Removes every listed header the peer may not send.
