@@ -26,6 +26,10 @@ pub struct Config {
     /// Serve plaintext HTTP on a non-loopback address. Off: plaintext is only served on loopback
     /// (put a TLS-terminating proxy in front, or keep portcullis on 127.0.0.1).
     pub danger_allow_plaintext_listen: bool,
+    /// Peers of the admin / verify API listener whose `X-Forwarded-For` is believed (CIDRs or
+    /// addresses) for the client address of audit records. Empty: the socket peer, always. The
+    /// gateway has its own, `gateway.trusted_proxies`.
+    pub trusted_proxies: Vec<String>,
     pub cache: CacheConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
@@ -216,6 +220,7 @@ impl Default for Config {
             pepper_file: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             danger_allow_plaintext_listen: false,
+            trusted_proxies: Vec::new(),
             cache: CacheConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
@@ -333,6 +338,11 @@ impl Config {
                 "gateway.listen must differ from listen (the admin and verify API)",
             ));
         }
+        if crate::gateway::headers::parse_trusted_proxies(&self.trusted_proxies).is_err() {
+            return Err(ConfigError::Invalid(
+                "trusted_proxies: every entry must be an address or a CIDR",
+            ));
+        }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return Err(ConfigError::Invalid("log.format must be json or text"));
         }
@@ -408,6 +418,20 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         std::fs::write(&f, "listn = \"127.0.0.1:9000\"\n").expect("write");
         assert!(Config::load(Some(&f)).is_err(), "unknown keys refused");
+        std::fs::write(&f, "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n[gateway]\nrewrite_headers = \"refuse\"\n").expect("write");
+        let c = Config::load(Some(&f)).expect("valid");
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(
+            c.gateway.rewrite_headers,
+            crate::gateway::rewrite::RewriteMode::Refuse
+        );
+        for bad in [
+            "trusted_proxies = [\"10.0.0.0/33\"]\n",
+            "[gateway]\nrewrite_headers = \"drop\"\n",
+        ] {
+            std::fs::write(&f, bad).expect("write");
+            assert!(Config::load(Some(&f)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -200,6 +200,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "gateway: the path has dot or empty segments, encoded separators, control characters, bad escapes or path parameters the route does not allow",
     ),
     (
+        "forbidden_header",
+        400,
+        "gateway: a header that could rewrite the request (method override, URL rewrite or forwarding header) from a sender that may not send it",
+    ),
+    (
         "environment_mismatch",
         403,
         "gateway: the route does not accept keys of this environment",

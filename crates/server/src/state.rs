@@ -43,6 +43,8 @@ pub struct Shared {
     pub audit: AuditLog,
     /// How client addresses go into audit records.
     pub audit_client_ip: ClientIpMode,
+    /// Peers of the admin / verify API listener whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where events are published (a disabled handle unless given with
     /// [`AppState::with_events`]).
     pub events: Events,
@@ -83,6 +85,11 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             audit,
             audit_client_ip: config.audit.client_ip,
+            // Checked by `Config::validate`; a configuration that skipped it trusts no peer.
+            trusted_proxies: crate::gateway::headers::parse_trusted_proxies(
+                &config.trusted_proxies,
+            )
+            .unwrap_or_default(),
             events: Events::disabled(),
             anomaly: None,
         }))

@@ -181,6 +181,34 @@ async fn api_requests_auth_failures_and_changes_are_recorded() {
     assert_chains_verify(&s).await;
 }
 
+#[tokio::test]
+async fn admin_client_address_honours_trusted_proxies() {
+    for (trusted, want) in [
+        (vec!["127.0.0.1/32".to_owned()], "198.51.100.7"),
+        (Vec::new(), "127.0.0.1"),
+    ] {
+        let s = spawn_with(|c| c.trusted_proxies = trusted.clone()).await;
+        let resp = s
+            .client
+            .get(s.url("/v1/tenants"))
+            .bearer_auth(&s.root_secret)
+            .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let system = s.audit_records(SYSTEM_CHAIN).await;
+        let listed = system
+            .iter()
+            .find(|r| r.action == "request" && r.data["route"] == "/v1/tenants")
+            .expect("request record");
+        assert_eq!(
+            listed.data["client_ip"], want,
+            "trusted_proxies = {trusted:?}: the right-most untrusted entry, or the peer"
+        );
+    }
+}
+
 fn gateway(upstream: std::net::SocketAddr) -> GatewayConfig {
     let mut g = support::gateway::config(format!("http://{upstream}"), 5_000);
     let mut files = support::gateway::route("files", "/files", "main");

@@ -3,7 +3,10 @@ mod support;
 
 use std::{sync::atomic::Ordering, time::Duration};
 
-use portcullis_server::gateway::config::{GatewayConfig, RateLimitConfig, RouteEnvironment};
+use portcullis_server::gateway::{
+    config::{GatewayConfig, RateLimitConfig, RouteEnvironment},
+    rewrite::RewriteMode,
+};
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -79,6 +82,39 @@ async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut out = String::new();
     conn.read_to_string(&mut out).await.expect("read");
     out
+}
+
+/// A request sent byte for byte (header names keep the case written), on a connection that closes
+/// after the answer: (status, JSON body).
+async fn raw_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.expect("read");
+    let status = out
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {out}"));
+    let (head, body) = out.split_once("\r\n\r\n").expect("head and body");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "a sized body: {head}"
+    );
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+    )
 }
 
 fn client() -> Client {
@@ -550,4 +586,174 @@ async fn own_key_limit_tenant_limit_and_revocation_apply_at_once() {
     let (st, v) = get_json(call(&limited).await.expect("send")).await;
     assert_eq!(st, 401, "{v}");
     assert_eq!(v["error"]["code"], "invalid_api_key");
+}
+
+/// Every header that could rewrite the request, in the case and spelling a client may choose
+/// (`_` for `-` reaches CGI / WSGI / PHP upstreams as the same variable), and one benign header.
+const REWRITERS: &[(&str, &str)] = &[
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("x-http-method", "DELETE"),
+    ("X-METHOD-OVERRIDE", "PUT"),
+    ("X-Original-URL", "/admin/x"),
+    ("x-rewrite-url", "/admin/x"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Port", "4443"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Real-IP", "198.51.100.7"),
+    ("Forwarded", "for=198.51.100.7;proto=https"),
+    ("X_HTTP_Method_Override", "PATCH"),
+    ("X_Forwarded_Host", "evil2.example"),
+    ("X-Portcullis_Tenant", "evil"),
+    ("X-App-Trace", "keep-me"),
+];
+
+/// The names of `h` (the upstream's echo of its headers) as a CGI-style upstream reads them.
+fn read_as_cgi(h: &Value) -> Vec<String> {
+    h.as_object()
+        .expect("headers")
+        .keys()
+        .map(|k| k.to_ascii_lowercase().replace('_', "-"))
+        .collect()
+}
+
+const OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+#[tokio::test]
+async fn rewrite_headers_from_a_client_never_reach_the_upstream() {
+    let (s, _up, secret) = setup(|_| {}).await;
+    let auth = format!("Bearer {secret}");
+    let mut sent = REWRITERS.to_vec();
+    sent.push(("Authorization", &auth));
+    let (status, v) = raw_request(s.gateway_addr.expect("gateway"), "POST", "/v1/x", &sent).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/v1/x");
+    let h = &v["headers"];
+    let names = read_as_cgi(h);
+    for gone in OVERRIDES.iter().chain(&[
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-real-ip",
+    ]) {
+        assert!(
+            !names.iter().any(|n| n == gone),
+            "{gone} reached the upstream: {h}"
+        );
+    }
+    assert_eq!(
+        h["x-forwarded-proto"],
+        json!(["http"]),
+        "the listener's scheme"
+    );
+    assert_eq!(
+        h["forwarded"],
+        json!(["for=127.0.0.1;proto=http;host=\"localhost\""]),
+        "the client's element is replaced by the gateway's"
+    );
+    assert_eq!(h["x-portcullis-tenant"], json!(["acme"]));
+    assert_eq!(
+        names.iter().filter(|n| *n == "x-portcullis-tenant").count(),
+        1,
+        "no alias of the identity header: {h}"
+    );
+    assert_eq!(h["x-app-trace"], json!(["keep-me"]), "benign headers pass");
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_keeps_forwarding_headers_but_never_overrides() {
+    let (s, _up, secret) = setup(|g| g.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    let auth = format!("Bearer {secret}");
+    let mut sent = REWRITERS.to_vec();
+    sent.push(("Authorization", &auth));
+    let (status, v) = raw_request(s.gateway_addr.expect("gateway"), "POST", "/v1/x", &sent).await;
+    assert_eq!(status, 200, "{v}");
+    let h = &v["headers"];
+    let names = read_as_cgi(h);
+    for gone in OVERRIDES {
+        assert!(
+            !names.iter().any(|n| n == gone),
+            "{gone} reached the upstream: {h}"
+        );
+    }
+    assert_eq!(h["x-forwarded-host"], json!(["evil.example"]), "{h}");
+    assert!(
+        h.get("x_forwarded_host").is_none(),
+        "only canonical spellings: {h}"
+    );
+    assert_eq!(h["x-forwarded-port"], json!(["4443"]));
+    assert_eq!(h["x-forwarded-prefix"], json!(["/admin"]));
+    assert_eq!(
+        h["x-forwarded-proto"],
+        json!(["https"]),
+        "the proxy's scheme"
+    );
+    assert_eq!(h["x-real-ip"], json!(["198.51.100.7"]));
+    assert_eq!(
+        h["forwarded"],
+        json!(["for=198.51.100.7;proto=https, for=127.0.0.1;proto=http;host=\"localhost\""])
+    );
+    assert_eq!(h["x-app-trace"], json!(["keep-me"]));
+}
+
+#[tokio::test]
+async fn refuse_mode_answers_400_forbidden_header() {
+    for trusted in [false, true] {
+        let (s, up, secret) = setup(|g| {
+            g.rewrite_headers = RewriteMode::Refuse;
+            if trusted {
+                g.trusted_proxies = vec!["127.0.0.1/32".into()];
+            }
+        })
+        .await;
+        let addr = s.gateway_addr.expect("gateway");
+        let auth = format!("Bearer {secret}");
+        let with = |extra: (&'static str, &'static str)| {
+            vec![
+                ("Authorization", auth.clone()),
+                (extra.0, extra.1.to_owned()),
+            ]
+        };
+        let send = |headers: Vec<(&'static str, String)>| async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            raw_request(addr, "GET", "/v1/invoices", &h).await
+        };
+        for (name, value) in [
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x_original_url", "/admin/x"),
+        ] {
+            let (status, v) = send(with((name, value))).await;
+            assert_eq!(status, 400, "{name} (trusted {trusted}): {v}");
+            assert_eq!(v["error"]["code"], "forbidden_header");
+        }
+        let (status, v) = send(with(("X-Forwarded-Host", "evil.example"))).await;
+        if trusted {
+            assert_eq!(status, 200, "a trusted proxy's forwarding header: {v}");
+            assert_eq!(v["headers"]["x-forwarded-host"], json!(["evil.example"]));
+        } else {
+            assert_eq!(status, 400, "{v}");
+            assert_eq!(v["error"]["code"], "forbidden_header");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("X-Forwarded-Host")),
+                "{v}"
+            );
+        }
+        let (status, v) = send(with(("X-App-Trace", "1"))).await;
+        assert_eq!(status, 200, "{v}");
+        let reached = if trusted { 2 } else { 1 };
+        assert_eq!(
+            up.seen.requests.load(Ordering::SeqCst),
+            reached,
+            "refused requests never reach the upstream"
+        );
+    }
 }

@@ -141,10 +141,13 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
     let bytes_in = declared_length(req.headers());
+    // The socket peer, or the client a trusted proxy forwarded for (`trusted_proxies`).
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| {
+            crate::gateway::headers::client_ip(c.0.ip(), req.headers(), &state.trusted_proxies)
+        });
     let request_id = crate::request_id::current();
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());

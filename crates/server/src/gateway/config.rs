@@ -14,6 +14,10 @@ pub struct GatewayConfig {
     /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses). Empty: the socket peer is
     /// the client, always.
     pub trusted_proxies: Vec<String>,
+    /// What a header that could rewrite the request (`rewrite::REWRITE_HEADERS`) does when its
+    /// sender may not send it: removed (`strip`), or the request is refused (`refuse`, 400
+    /// `forbidden_header`).
+    pub rewrite_headers: super::rewrite::RewriteMode,
     /// Send `RateLimit-Policy` and `RateLimit` on allowed requests too (429s always carry them).
     pub rate_limit_headers: bool,
     /// Largest request body of a route without its own `max_body_bytes`.
@@ -34,6 +38,7 @@ impl Default for GatewayConfig {
         Self {
             listen: None,
             trusted_proxies: Vec::new(),
+            rewrite_headers: super::rewrite::RewriteMode::Strip,
             rate_limit_headers: true,
             max_body_bytes: 10 * 1024 * 1024,
             limiter_max_keys: 1_000_000,

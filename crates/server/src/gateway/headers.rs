@@ -1,6 +1,7 @@
 //! Header handling of the proxy: the client's address, what is removed before forwarding
-//! (hop-by-hop headers per RFC 9110 §7.6.1, credentials, spoofed identity headers) and what is
-//! added (identity, `X-Forwarded-For`, `Forwarded`).
+//! (hop-by-hop headers per RFC 9110 §7.6.1, credentials, spoofed identity headers, the headers of
+//! [`super::rewrite`]) and what is added (identity, `X-Forwarded-For`, `Forwarded`,
+//! `X-Forwarded-Proto`).
 use std::net::IpAddr;
 
 use axum::http::{
@@ -12,6 +13,7 @@ use axum::http::{
 };
 use ipnet::IpNet;
 
+use super::rewrite;
 use crate::auth::{X_API_KEY, X_TENANT_ID};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -23,6 +25,46 @@ pub static X_PORTCULLIS_ENVIRONMENT: HeaderName =
 pub static X_PORTCULLIS_SCOPES: HeaderName = HeaderName::from_static("x-portcullis-scopes");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The scheme of the listener a request came in on: what `X-Forwarded-Proto` and `proto=` say
+/// unless a trusted proxy said otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plaintext HTTP (the gateway listener today).
+    #[default]
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Parses `trusted_proxies` entries (CIDRs or single addresses); `Err` quotes the bad entry.
+pub fn parse_trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, String> {
+    entries
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("trusted_proxies: {s:?} is not a CIDR"))
+        })
+        .collect()
+}
+
+/// Whether the socket peer is one of the trusted proxies.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = portcullis_core::ip::canonical(peer);
+    trusted.iter().any(|n| n.contains(&peer))
+}
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries that do not
@@ -104,14 +146,18 @@ pub struct Identity<'a> {
     pub scopes: String,
 }
 
+/// The hop a request came in on: the socket peer, whether it is a trusted proxy, the `Host` the
+/// client asked for and the listener's scheme.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    pub peer: IpAddr,
+    pub peer_trusted: bool,
+    pub host: Option<&'a str>,
+    pub scheme: Scheme,
+}
+
 /// Rewrites a client request's headers for the upstream, in place.
-pub fn to_upstream(
-    headers: &mut HeaderMap,
-    peer: IpAddr,
-    peer_trusted: bool,
-    host: Option<&str>,
-    identity: Option<&Identity<'_>>,
-) {
+pub fn to_upstream(headers: &mut HeaderMap, hop: &Hop<'_>, identity: Option<&Identity<'_>>) {
     // `TE: trailers` is the one TE value a proxy passes on.
     let te_trailers = headers
         .get(TE)
@@ -131,12 +177,16 @@ pub fn to_upstream(
     headers.remove(&X_TENANT_ID);
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("x-portcullis-"))
+        .filter(|n| {
+            n.as_str().starts_with("x-portcullis-") || rewrite::gateway_owned_alias(n.as_str())
+        })
         .cloned()
         .collect();
     for n in spoofed {
         headers.remove(&n);
     }
+    // Method overrides, URL rewrites, and forwarding headers an untrusted peer sent.
+    rewrite::strip(headers, hop.peer_trusted);
     if let Some(id) = identity {
         for (name, value) in [
             (&X_PORTCULLIS_TENANT, id.tenant),
@@ -149,12 +199,19 @@ pub fn to_upstream(
             }
         }
     }
-    append_forwarded(headers, peer, peer_trusted, host);
+    append_forwarded(headers, hop);
 }
 
-/// Appends the peer to `X-Forwarded-For` and `Forwarded`. What an untrusted peer sent in them is
+/// Appends the peer to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` to the
+/// listener's scheme unless a trusted proxy sent one. What an untrusted peer sent in them is
 /// dropped first, so the upstream never sees a forged chain.
-fn append_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, host: Option<&str>) {
+fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
+    let Hop {
+        peer,
+        peer_trusted,
+        host,
+        scheme,
+    } = *hop;
     let peer = portcullis_core::ip::canonical(peer);
     let joined = |name: &HeaderName, headers: &HeaderMap| -> Option<String> {
         let parts: Vec<&str> = headers
@@ -176,7 +233,7 @@ fn append_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, h
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
-    let mut element = format!("for={node};proto=http");
+    let mut element = format!("for={node};proto={}", scheme.as_str());
     if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
         element.push_str(&format!(";host=\"{h}\""));
     }
@@ -196,7 +253,13 @@ fn append_forwarded(headers: &mut HeaderMap, peer: IpAddr, peer_trusted: bool, h
     if let Ok(v) = HeaderValue::from_str(&fwd) {
         headers.insert(FORWARDED, v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(scheme.as_str()),
+        );
+    }
 }
 
 /// Removes hop-by-hop headers of an upstream response.
@@ -274,7 +337,13 @@ mod tests {
             scopes: "a:b c:d".into(),
         };
         let peer: IpAddr = "203.0.113.9".parse().expect("ip");
-        to_upstream(&mut m, peer, false, Some("api.example.com"), Some(&id));
+        let hop = Hop {
+            peer,
+            peer_trusted: false,
+            host: Some("api.example.com"),
+            scheme: Scheme::Http,
+        };
+        to_upstream(&mut m, &hop, Some(&id));
         for gone in [
             "authorization",
             "x-api-key",
@@ -309,8 +378,83 @@ mod tests {
             ("forwarded", "for=198.51.100.7"),
         ]);
         let peer: IpAddr = "::1".parse().expect("ip");
-        to_upstream(&mut m, peer, true, None, None);
+        let hop = Hop {
+            peer,
+            peer_trusted: true,
+            host: None,
+            scheme: Scheme::Http,
+        };
+        to_upstream(&mut m, &hop, None);
         assert_eq!(m["x-forwarded-for"], "198.51.100.7, ::1");
         assert_eq!(m["forwarded"], "for=198.51.100.7, for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn forwarded_proto_is_the_listener_scheme_unless_a_trusted_proxy_says() {
+        let peer: IpAddr = "192.0.2.1".parse().expect("ip");
+        for (trusted, scheme, sent, want) in [
+            (false, Scheme::Http, Some("https"), "http"),
+            (false, Scheme::Https, Some("http"), "https"),
+            (false, Scheme::Https, None, "https"),
+            (true, Scheme::Http, Some("https"), "https"),
+            (true, Scheme::Https, None, "https"),
+            (true, Scheme::Http, None, "http"),
+        ] {
+            let mut m = sent.map_or_else(HeaderMap::new, |p| h(&[("x-forwarded-proto", p)]));
+            let hop = Hop {
+                peer,
+                peer_trusted: trusted,
+                host: None,
+                scheme,
+            };
+            to_upstream(&mut m, &hop, None);
+            let got: Vec<_> = m.get_all("x-forwarded-proto").iter().collect();
+            assert_eq!(got, [want], "{trusted} {scheme:?} {sent:?}");
+            let fwd = m["forwarded"].to_str().expect("ascii");
+            assert!(
+                fwd.ends_with(&format!("proto={}", scheme.as_str())),
+                "our own hop's element names our scheme: {fwd}"
+            );
+        }
+    }
+
+    #[test]
+    fn underscore_aliases_of_gateway_headers_are_removed() {
+        let mut m = h(&[
+            ("x_portcullis_tenant", "evil"),
+            ("X_Portcullis-Scopes", "admin:*"),
+            ("x_forwarded_for", "198.51.100.7"),
+            ("x_http_method_override", "DELETE"),
+            ("x_keep_me", "1"),
+        ]);
+        let hop = Hop {
+            peer: "10.0.0.1".parse().expect("ip"),
+            peer_trusted: true,
+            host: None,
+            scheme: Scheme::Http,
+        };
+        to_upstream(&mut m, &hop, None);
+        let mut names: Vec<&str> = m.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x_keep_me"
+            ]
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_parse() {
+        let nets = parse_trusted_proxies(&["10.1.2.3/8".into(), " ::1 ".into()]).expect("valid");
+        assert_eq!(nets[0].to_string(), "10.0.0.0/8");
+        assert!(is_trusted("::ffff:10.9.9.9".parse().expect("ip"), &nets));
+        assert!(is_trusted("::1".parse().expect("ip"), &nets));
+        assert!(!is_trusted("11.0.0.1".parse().expect("ip"), &nets));
+        let err = parse_trusted_proxies(&["10.0.0.0/33".into()]).expect_err("invalid");
+        assert!(err.contains("10.0.0.0/33"), "{err}");
     }
 }

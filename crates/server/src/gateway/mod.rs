@@ -6,6 +6,8 @@
 //! - [`path`]: the canonical request path, computed once before routing.
 //! - [`proxy`]: the request path.
 //! - [`headers`]: client address, header stripping and forwarding headers.
+//! - [`rewrite`]: the headers that could rewrite an authorised request (method overrides, URL
+//!   rewrites, forwarding headers) and who may send them.
 //! - [`upload`]: streaming body limits and upload measurement.
 //! - [`listener`]: the TCP listener with an open-connections gauge.
 //! - `audit`: the audit records of gateway requests.
@@ -24,6 +26,7 @@ pub mod headers;
 pub mod listener;
 pub mod path;
 pub mod proxy;
+pub mod rewrite;
 pub mod runtime;
 pub mod upload;
 
@@ -42,6 +45,9 @@ pub struct Gateway {
     /// Failed authentications per client address.
     pub failures: FailureTracker<IpAddr>,
     upload_sink: std::sync::RwLock<upload::UploadSink>,
+    /// The scheme of the gateway listener: `X-Forwarded-Proto` and `Forwarded: proto=` for
+    /// clients that are not trusted proxies. Plaintext HTTP until the listener terminates TLS.
+    pub scheme: headers::Scheme,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -68,6 +74,7 @@ impl Gateway {
                 cfg.limiter_max_keys,
             ),
             upload_sink: std::sync::RwLock::new(upload::log_sink()),
+            scheme: headers::Scheme::Http,
         }))
     }
 

@@ -23,6 +23,7 @@ use super::{
     headers::{self, Identity},
     listener::Peer,
     path::{self, PathError},
+    rewrite::{self, RewriteMode},
     runtime::{Match, Route, Runtime},
     upload::{Exceeded, Metered},
 };
@@ -149,6 +150,10 @@ async fn forward(
     req: Request,
     facts: &mut audit::Facts,
 ) -> (Option<Arc<str>>, Result<Response, Refusal>) {
+    let peer_trusted = headers::is_trusted(peer, &rt.trusted_proxies);
+    if let Err(r) = rewrite_policy(rt, peer_trusted, req.headers()) {
+        return (None, Err(r));
+    }
     let host = req
         .headers()
         .get(HOST)
@@ -164,10 +169,6 @@ async fn forward(
     let name = Some(route.name.clone());
     let client = headers::client_ip(peer, req.headers(), &rt.trusted_proxies);
     facts.client = Some(client);
-    let peer_trusted = {
-        let p = portcullis_core::ip::canonical(peer);
-        rt.trusted_proxies.iter().any(|n| n.contains(&p))
-    };
     let admitted = if route.public {
         Admitted::default()
     } else {
@@ -243,6 +244,24 @@ fn canonical_route<'r>(
         Cow::Owned(p) => Some(p),
     };
     Ok((route, forwarded))
+}
+
+/// In `refuse` mode, a request with a header its peer may not send (see [`rewrite`]) is refused
+/// before routing; in `strip` mode such headers are removed in `headers::to_upstream`.
+fn rewrite_policy(rt: &Runtime, peer_trusted: bool, headers: &HeaderMap) -> Result<(), Refusal> {
+    if rt.rewrite_headers != RewriteMode::Refuse {
+        return Ok(());
+    }
+    match rewrite::first_forbidden(headers, peer_trusted) {
+        None => Ok(()),
+        Some(name) => Err(Refusal::new(
+            "forbidden_header",
+            ApiError::bad_request(
+                "forbidden_header",
+                format!("the {name} header may not be sent to this gateway"),
+            ),
+        )),
+    }
 }
 
 /// Failures are counted per IPv4 address and per IPv6 /64 (one host commonly holds a whole /64,
@@ -672,13 +691,13 @@ async fn send(
         }
         None => None,
     };
-    headers::to_upstream(
-        &mut parts.headers,
+    let hop = headers::Hop {
         peer,
         peer_trusted,
         host,
-        identity.as_ref(),
-    );
+        scheme: gw.scheme,
+    };
+    headers::to_upstream(&mut parts.headers, &hop, identity.as_ref());
     if !route.preserve_host {
         parts.headers.insert(HOST, up.host_header.clone());
     }

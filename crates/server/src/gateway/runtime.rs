@@ -18,6 +18,7 @@ use portcullis_core::{
 };
 use portcullis_ratelimit::Quota;
 
+use super::rewrite::RewriteMode;
 use super::{
     config::{
         BruteForceConfig, GatewayConfig, RateLimitConfig, RouteConfig, RouteEnvironment,
@@ -120,6 +121,7 @@ pub struct Runtime {
     /// Most specific first: routes with a host before those without, then longer prefixes.
     routes: Vec<Route>,
     pub trusted_proxies: Vec<IpNet>,
+    pub rewrite_headers: RewriteMode,
     pub rate_limit_headers: bool,
     pub brute_force: BruteForceConfig,
     pub tenant_quota: Option<Quota>,
@@ -128,17 +130,8 @@ pub struct Runtime {
 impl Runtime {
     /// Checks `cfg` and builds the routing table and the upstream clients.
     pub fn build(cfg: &GatewayConfig) -> Result<Self, GatewayConfigError> {
-        let trusted_proxies = cfg
-            .trusted_proxies
-            .iter()
-            .map(|s| {
-                let s = s.trim();
-                s.parse::<IpNet>()
-                    .map(|n| n.trunc())
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| invalid(format!("trusted_proxies: {s:?} is not a CIDR")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies =
+            super::headers::parse_trusted_proxies(&cfg.trusted_proxies).map_err(invalid)?;
         let bf = &cfg.brute_force;
         if bf.threshold == 0 || !(1..=3_600).contains(&bf.window_seconds) {
             return Err(invalid(
@@ -194,6 +187,7 @@ impl Runtime {
         Ok(Self {
             routes,
             trusted_proxies,
+            rewrite_headers: cfg.rewrite_headers,
             rate_limit_headers: cfg.rate_limit_headers,
             brute_force: bf.clone(),
             tenant_quota,
