@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_cmd;
+mod audit_keys;
 mod output;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
