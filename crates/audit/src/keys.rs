@@ -7,7 +7,7 @@
 //! not trusted, and a hand-over the previous key did not sign breaks the chain of keys.
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer as _, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
@@ -153,7 +153,7 @@ impl KeyChain {
             let previous = keys.last().map_or(next, |(k, _, _)| *k);
             let m = link_message(link.seq, previous.as_bytes(), &link.public_key, link.time);
             if previous
-                .verify(&m, &Signature::from_bytes(&link.signature))
+                .verify_strict(&m, &Signature::from_bytes(&link.signature))
                 .is_err()
             {
                 return Err(broken(
@@ -271,5 +271,37 @@ mod tests {
             KeyChain::verify(&links).unwrap_err().problem,
             Problem::Missing { .. }
         ));
+    }
+
+    proptest::proptest! {
+        /// Whatever byte of whatever link is changed (key, signature, time, number), the chain
+        /// of keys no longer verifies: no edit lets another key in.
+        #[test]
+        fn any_edit_of_any_link_breaks_the_chain(
+            seeds in proptest::collection::vec(proptest::prelude::any::<[u8; 32]>(), 1..5),
+            which in 0usize..16,
+            field in 0u8..4,
+            byte in 0usize..64,
+            bit in 0u8..8,
+        ) {
+            let signers: Vec<CheckpointSigner> =
+                seeds.iter().map(CheckpointSigner::from_seed).collect();
+            let mut links = vec![signers[0].root_link(t(1))];
+            for (i, pair) in signers.windows(2).enumerate() {
+                let seq = i as u64 + 2;
+                links.push(pair[0].hand_over(seq, &pair[1].verifying_key(), t(seq as i64)));
+            }
+            proptest::prop_assert!(KeyChain::verify(&links).is_ok());
+            let i = which % links.len();
+            let flip = 1u8 << bit;
+            let link = &mut links[i];
+            match field {
+                0 => link.public_key[byte % 32] ^= flip,
+                1 => link.signature[byte] ^= flip,
+                2 => link.time += time::Duration::nanoseconds(i64::from(flip)),
+                _ => link.seq ^= u64::from(flip),
+            }
+            proptest::prop_assert!(KeyChain::verify(&links).is_err());
+        }
     }
 }
