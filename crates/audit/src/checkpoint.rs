@@ -3,6 +3,7 @@
 //! The signing key is a 32-byte seed kept hex-encoded in a file of mode 0600 (created on first
 //! use), or given in the configuration. Its public half verifies every checkpoint; a reviewer
 //! can hold a copy of the public key (`portcullis audit public-key`) and verify an exported log.
+//! A key is replaced only by a signed hand-over (see [`crate::keys`]).
 use std::{fmt, io, path::Path};
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -173,6 +174,23 @@ impl CheckpointSigner {
         Ok(Self::from_seed(&seed))
     }
 
+    /// Reads the key file at `path`; `Ok(None)` when there is none.
+    pub fn load(path: &Path) -> Result<Option<Self>, SignerError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::load_or_create(path).map(Some)
+    }
+
+    /// Writes this key to a new file at `path` (mode 0600); an existing file is never replaced.
+    pub fn write_new(&self, path: &Path) -> Result<(), SignerError> {
+        let seed = Zeroizing::new(hex::encode(self.key.to_bytes()));
+        write_private(path, seed.as_bytes()).map_err(|source| SignerError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
     /// Reads the key file at `path`, or creates it (mode 0600) with a new random key. A file
     /// that others can read is refused.
     pub fn load_or_create(path: &Path) -> Result<Self, SignerError> {
@@ -198,6 +216,10 @@ impl CheckpointSigner {
             }
             Err(e) => Err(io_err(e)),
         }
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
     }
 
     /// The public key that verifies this signer's checkpoints.

@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
                 first_seq_since,
                 purge_removes_only_the_anchored_range,
                 chains_sorted,
+                signing_keys_append_in_order,
             );
         }
     };

@@ -8,6 +8,8 @@
 //!   of the record's JSON body, which is what is stored (never serialised again to be checked).
 //! - A [`Checkpoint`] signs a chain head (chain, sequence, hash, time) with Ed25519. A
 //!   retention checkpoint marks where a purged chain now starts.
+//! - The signing keys form a chain of their own ([`keys::KeyChain`]): the first (root) key, then
+//!   hand-overs each signed by the key before, so a verifier that trusts the root trusts them all.
 //! - [`verify::ChainVerifier`] walks a chain in order and names the first broken point.
 //!
 //! Storage lives behind [`store::AuditStore`]; the embedded backend is in `portcullis-sqlite`.
@@ -17,6 +19,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod export;
 pub mod json;
+pub mod keys;
 pub mod record;
 pub mod retention;
 pub mod store;
@@ -28,6 +31,8 @@ pub mod conformance;
 
 pub use chain::{Chainer, Head};
 pub use checkpoint::{Checkpoint, CheckpointKind, CheckpointSigner, SignerError};
+pub use ed25519_dalek::VerifyingKey;
+pub use keys::{KEY_CHAIN, KeyChain, KeyLink, TrustedKey, TrustedKeys, fingerprint};
 pub use record::{
     Body, Columns, Decision, Details, Digest, Entry, Kind, Record, SYSTEM_CHAIN, Sealable,
 };

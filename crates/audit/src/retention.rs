@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::{
     checkpoint::{CheckpointKind, CheckpointSigner},
+    keys::KeyChain,
     record::micros,
     store::{AuditStore, AuditStoreError},
     verify::Break,
@@ -73,9 +74,14 @@ pub async fn purge_chain(
     if through <= anchor {
         return Ok(None);
     }
-    if let Err(broken) =
-        verify_chain(store, &signer.verifying_key(), chain, None, Some(through)).await?
-    {
+    // The stored chain of keys vouches for the keys before this one (a log without one: only
+    // this key).
+    let keys = match KeyChain::load(store).await? {
+        Ok(keys) if !keys.is_empty() => keys,
+        Ok(_) => KeyChain::single(signer.verifying_key()),
+        Err(broken) => return Err(PurgeError::Broken(broken)),
+    };
+    if let Err(broken) = verify_chain(store, &keys, chain, None, Some(through)).await? {
         return Err(PurgeError::Broken(broken));
     }
     let last = store

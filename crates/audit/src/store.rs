@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use crate::{
     chain::Head,
     checkpoint::Checkpoint,
+    keys::KeyLink,
     record::{Columns, Decision, Entry, Kind},
 };
 
@@ -102,4 +103,18 @@ pub trait AuditStore: Send + Sync + Debug {
     /// checkpoint `anchor` (which signs the head at `anchor.seq`), in one transaction. Returns
     /// how many entries were removed.
     async fn purge(&self, chain: &str, anchor: &Checkpoint) -> Result<u64, AuditStoreError>;
+
+    /// Every link of the chain of signing keys, by number (empty for a log that keeps none).
+    async fn signing_keys(&self) -> Result<Vec<KeyLink>, AuditStoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Stores `link` if it is the next link of the chain of signing keys (its number is one more
+    /// than the last stored); `Ok(false)` when another link took that number first.
+    async fn add_signing_key(&self, link: &KeyLink) -> Result<bool, AuditStoreError> {
+        let _ = link;
+        Err(AuditStoreError::Backend(
+            "this audit store keeps no chain of signing keys".into(),
+        ))
+    }
 }

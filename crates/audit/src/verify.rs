@@ -1,11 +1,11 @@
 //! Verification: walks a chain in sequence order and names the first broken point.
 use std::{collections::BTreeMap, fmt};
 
-use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use crate::{
     checkpoint::{Checkpoint, CheckpointKind},
+    keys::TrustedKeys,
     record::{Digest, Entry, micros},
 };
 
@@ -33,6 +33,12 @@ pub enum Problem {
     CheckpointMismatch,
     /// A checkpoint covers entries that are no longer stored (truncation).
     Truncated { last_stored: u64 },
+    /// A link of the chain of signing keys is not signed by the key before it.
+    ForgedHandover { previous: String, next: String },
+    /// A link of the chain of signing keys holds no valid Ed25519 public key.
+    NotAKey,
+    /// The first signing key is not the one the verifier was given out of band.
+    UntrustedRoot { stored: String, expected: String },
 }
 
 impl fmt::Display for Problem {
@@ -60,6 +66,16 @@ impl fmt::Display for Problem {
                 f,
                 "a signed checkpoint covers entries after the last stored one ({last_stored}): truncated"
             ),
+            Self::ForgedHandover { previous, next } => write!(
+                f,
+                "the hand-over to key {next} is not signed by the key before it ({previous}): forged"
+            ),
+            Self::NotAKey => f.write_str("not an Ed25519 public key"),
+            Self::UntrustedRoot { stored, expected } => write!(
+                f,
+                "the log's first signing key is {stored}, not the trusted {expected}: \
+                 the log was re-signed with another key"
+            ),
         }
     }
 }
@@ -75,6 +91,9 @@ pub struct Break {
 
 impl fmt::Display for Break {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.chain == crate::keys::KEY_CHAIN {
+            return write!(f, "signing keys at link {}: {}", self.seq, self.problem);
+        }
         write!(
             f,
             "chain {} at entry {}: {}",
@@ -124,10 +143,11 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
-    /// Starts on `chain` with its checkpoints, every signature checked with `key`. `from` and
-    /// `to` bound the verified range (sequence numbers, inclusive).
+    /// Starts on `chain` with its checkpoints, every signature checked with `keys` (one
+    /// `VerifyingKey`, or a [`crate::KeyChain`]). `from` and `to` bound the verified range
+    /// (sequence numbers, inclusive).
     pub fn new(
-        key: &VerifyingKey,
+        keys: &dyn TrustedKeys,
         chain: &str,
         checkpoints: &[Checkpoint],
         from: Option<u64>,
@@ -142,7 +162,7 @@ impl ChainVerifier {
         let mut pending = BTreeMap::new();
         let mut signed = 0;
         for cp in checkpoints {
-            if cp.chain != chain || !cp.verify(key) {
+            if cp.chain != chain || !keys.verifies(cp) {
                 return Err(broken(cp.seq, Problem::BadSignature));
             }
             signed += 1;

@@ -1,8 +1,7 @@
 //! Verifying a whole store: every chain (or the chains asked for) read page by page through a
 //! [`ChainVerifier`], so memory stays constant whatever the size of the log.
-use ed25519_dalek::VerifyingKey;
-
 use crate::{
+    keys::TrustedKeys,
     store::{AuditStore, AuditStoreError},
     verify::{Break, ChainReport, ChainVerifier, Problem},
 };
@@ -10,7 +9,7 @@ use crate::{
 /// Entries read per [`AuditStore::entries`] call.
 pub const PAGE: u32 = 1_000;
 
-/// Verifies the chains of `store` with the checkpoint key `key`: `chains` (all of them when
+/// Verifies the chains of `store` with the checkpoint keys `keys`: `chains` (all of them when
 /// `None`, in the store's sorted order), each within the sequence range `from..=to`.
 ///
 /// Returns `Ok(Ok(reports))` when every chain is intact, `Ok(Err(b))` with the first broken
@@ -20,7 +19,7 @@ pub const PAGE: u32 = 1_000;
 /// sequence number cannot be told, is returned as the error.
 pub async fn verify_store(
     store: &dyn AuditStore,
-    key: &VerifyingKey,
+    keys: &dyn TrustedKeys,
     chains: Option<&[String]>,
     from: Option<u64>,
     to: Option<u64>,
@@ -35,7 +34,7 @@ pub async fn verify_store(
     };
     let mut reports = Vec::with_capacity(chains.len());
     for chain in chains {
-        match verify_chain(store, key, chain, from, to).await? {
+        match verify_chain(store, keys, chain, from, to).await? {
             Ok(report) => reports.push(report),
             Err(broken) => return Ok(Err(broken)),
         }
@@ -46,13 +45,13 @@ pub async fn verify_store(
 /// Verifies one chain (see [`verify_store`]).
 pub async fn verify_chain(
     store: &dyn AuditStore,
-    key: &VerifyingKey,
+    keys: &dyn TrustedKeys,
     chain: &str,
     from: Option<u64>,
     to: Option<u64>,
 ) -> Result<Result<ChainReport, Break>, AuditStoreError> {
     let checkpoints = store.checkpoints(chain).await?;
-    let mut verifier = match ChainVerifier::new(key, chain, &checkpoints, from, to) {
+    let mut verifier = match ChainVerifier::new(keys, chain, &checkpoints, from, to) {
         Ok(v) => v,
         Err(broken) => return Ok(Err(broken)),
     };

@@ -1,11 +1,10 @@
-//! `portcullis audit verify | export | purge | public-key`: the audit log, read and maintained
-//! directly on the data directory (also while a server runs on it).
+//! `portcullis audit verify | export | purge | public-key | rotate-signing-key`: the audit log,
+//! read and maintained directly on the data directory (also while a server runs on it).
 use std::sync::Arc;
 
 use clap::{Subcommand, ValueEnum};
 use portcullis_audit::{
-    AuditFilter, CheckpointSigner, Decision, Kind, Record, SYSTEM_CHAIN,
-    checkpoint::verifying_key_from_hex,
+    AuditFilter, Decision, Kind, Record, SYSTEM_CHAIN,
     export::{Format as ExportFormat, export},
     record::micros,
     verify_store,
@@ -16,7 +15,7 @@ use portcullis_sqlite::SqliteAuditStore;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::{Failure, output::Output};
+use crate::{Failure, audit_keys, output::Output};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
@@ -32,8 +31,9 @@ pub enum AuditCmd {
         /// Last sequence number to verify.
         #[arg(long)]
         to: Option<u64>,
-        /// Verify with this Ed25519 public key (64 hex characters) instead of the data
-        /// directory's signing key.
+        /// The log's first (root) signing key as kept out of band: 64 hex characters, or a file
+        /// holding them. The stored chain of keys must start with it, or verification fails.
+        /// Without it the chain is trusted as stored (its fingerprints are printed to compare).
         #[arg(long)]
         public_key: Option<String>,
     },
@@ -66,8 +66,13 @@ pub enum AuditCmd {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Print the public key that verifies the checkpoints (hex).
+    /// Print the signing key's public key (hex) and fingerprint, and the log's first (root)
+    /// public key: the one to keep out of band for `audit verify --public-key`.
     PublicKey,
+    /// Replace the signing key: a new key, and a hand-over in the audit log in which the
+    /// current key signs the new public key. Stop the server first (it signs with the key it
+    /// started with until restarted).
+    RotateSigningKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,25 +137,26 @@ async fn open_store(config: &Config) -> Result<SqliteAuditStore, Failure> {
         .map_err(|e| usage(format!("audit log: {e}")))
 }
 
-/// Reads the signing key; never creates one.
-fn signer(config: &Config) -> Result<CheckpointSigner, Failure> {
-    let path = config.audit_signing_key_file();
-    if !path.exists() {
-        return Err(usage(format!(
-            "no audit signing key at {} (give --public-key to verify with a public key)",
-            path.display()
-        )));
-    }
-    CheckpointSigner::load_or_create(&path).map_err(usage)
-}
-
 /// Runs an audit command. Export and purge record what they did in the audit log itself.
 pub async fn run(config: &Config, out: &Output, cmd: AuditCmd) -> Result<(), Failure> {
     match cmd {
         AuditCmd::PublicKey => {
-            let s = signer(config)?;
-            out.one(&json!({"public_key": s.public_key_hex(), "signer": s.id()}));
-            Ok(())
+            let store = match config.audit_database().exists() {
+                true => Some(open_store(config).await?),
+                false => None,
+            };
+            audit_keys::public_key(config, store.as_ref(), out).await
+        }
+        AuditCmd::RotateSigningKey => {
+            let store = open_store(config).await?;
+            let rotated = audit_keys::rotate(config, &store).await;
+            store.close().await;
+            let (old, new) = rotated?;
+            out.one(&json!({"previous": old, "current": new}));
+            let r = maintenance(SYSTEM_CHAIN, "audit.signing_key.rotate")
+                .with("previous", old)
+                .with("current", new);
+            record(config, vec![r]).await
         }
         AuditCmd::Verify {
             tenant,
@@ -271,27 +277,28 @@ async fn verify(
     to: Option<u64>,
     public_key: Option<String>,
 ) -> Result<(), Failure> {
-    let key = match public_key {
-        Some(hex) => verifying_key_from_hex(&hex).ok_or_else(|| {
-            usage("--public-key must be an Ed25519 public key in 64 hex characters")
-        })?,
-        None => signer(config)?.verifying_key(),
+    let store = open_store(config).await?;
+    let trust = match audit_keys::trust(config, &store, public_key.as_deref()).await? {
+        Ok(trust) => trust,
+        Err(broken) => return report_broken(out, None, &broken),
     };
     let chains = tenant
         .as_deref()
         .map(chain_arg)
         .transpose()?
         .map(|c| vec![c]);
-    let store = open_store(config).await?;
-    let result = verify_store(&store, &key, chains.as_deref(), from, to)
+    let result = verify_store(&store, &trust.chain, chains.as_deref(), from, to)
         .await
         .map_err(|e| usage(format!("audit log: {e}")))?;
     match result {
         Ok(reports) => {
             let entries: u64 = reports.iter().map(|r| r.entries).sum();
             if out.is_json() {
-                out.one(&json!({"intact": true, "entries": entries, "chains": reports}));
+                out.one(&json!({
+                    "intact": true, "entries": entries, "chains": reports, "signing_keys": trust,
+                }));
             } else {
+                trust.print();
                 out.list(
                     &reports,
                     &[
@@ -311,13 +318,23 @@ async fn verify(
             }
             Ok(())
         }
-        Err(broken) => {
-            if out.is_json() {
-                out.one(&json!({"intact": false, "break": broken}));
-            } else {
-                println!("BROKEN: {broken}");
-            }
-            Err(Failure::Broken)
-        }
+        Err(broken) => report_broken(out, Some(&trust), &broken),
     }
+}
+
+/// Prints a broken point (with the keys trusted, when known) and fails.
+fn report_broken(
+    out: &Output,
+    trust: Option<&audit_keys::Trust>,
+    broken: &portcullis_audit::Break,
+) -> Result<(), Failure> {
+    if out.is_json() {
+        out.one(&json!({"intact": false, "break": broken, "signing_keys": trust}));
+    } else {
+        if let Some(t) = trust {
+            t.print();
+        }
+        println!("BROKEN: {broken}");
+    }
+    Err(Failure::Broken)
 }

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod audit_cmd;
+mod audit_keys;
 mod output;
+mod root_key;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -68,6 +70,10 @@ enum Command {
         /// Address to listen on (overrides the configuration).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// On first start, write the root admin key's secret to this new file (mode 0600)
+        /// instead of stdout. Refused if the file exists; never overwritten.
+        #[arg(long, value_name = "PATH")]
+        root_key_file: Option<PathBuf>,
     },
     /// Admin keys (global, or bound to one tenant).
     #[command(subcommand)]
@@ -254,14 +260,18 @@ fn load_config(g: &Global) -> Result<Config, Failure> {
 async fn run(cli: Cli) -> Result<(), Failure> {
     let mut config = load_config(&cli.global)?;
     let out = Output::new(cli.global.output == Format::Json);
-    if let Command::Serve { listen } = cli.command {
+    if let Command::Serve {
+        listen,
+        root_key_file,
+    } = cli.command
+    {
         if let Some(l) = listen {
             config.listen = l;
         }
         config
             .validate()
             .map_err(|e| Failure::Usage(e.to_string()))?;
-        return serve_command(config, cli.global.config.clone()).await;
+        return serve_command(config, cli.global.config.clone(), root_key_file).await;
     }
     // Operator commands log only warnings, to stderr.
     serve::init_logging("text", "warn");
@@ -313,20 +323,22 @@ async fn open_events(config: &Config) -> Result<portcullis_server::events::Event
         .map_err(|e| Failure::Usage(format!("events: {e}")))
 }
 
-async fn serve_command(config: Config, config_file: Option<PathBuf>) -> Result<(), Failure> {
+async fn serve_command(
+    config: Config,
+    config_file: Option<PathBuf>,
+    root_key_file: Option<PathBuf>,
+) -> Result<(), Failure> {
     serve::init_logging(&config.log.format, &config.log.level);
     let dir = datadir::open(&config)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let audit = open_audit(&config).await?;
-    if let Some(root) =
-        datadir::ensure_root_admin(dir.store.as_ref(), &dir.pepper, clock.as_ref(), &audit)
-            .await
-            .map_err(|e| Failure::Usage(e.to_string()))?
-    {
-        output::print_root_key(&root.key.id, root.secret.expose_secret(), &config.data_dir);
-    }
+    let destination = root_key::prepare(dir.store.as_ref(), root_key_file.as_deref()).await?;
+    let root = datadir::ensure_root_admin(dir.store.as_ref(), &dir.pepper, clock.as_ref(), &audit)
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    root_key::deliver(destination, root, &config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", config.listen)))?;

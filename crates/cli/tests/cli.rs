@@ -215,6 +215,87 @@ fn first_serve_prints_the_root_key_once_and_serves() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("root admin key"));
 }
 
+/// Starts `serve --root-key-file FILE` on a fresh data directory and waits until it listens:
+/// its address, stdout and stderr, after it was stopped.
+fn serve_with_root_key_file(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+) -> (String, String, String) {
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--root-key-file"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut addr = None;
+    let mut log = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        log.push_str(&line);
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && v["message"] == "portcullis listening"
+        {
+            addr = v["addr"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("wait");
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (addr.unwrap_or_default(), stdout, log)
+}
+
+#[cfg(unix)]
+#[test]
+fn root_key_file_gets_the_secret_instead_of_stdout_and_is_never_overwritten() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let file = tmp.path().join("root.key");
+    let (addr, stdout, log) = serve_with_root_key_file(&dir, &file);
+    assert!(!addr.is_empty(), "{log}");
+    let mode = std::fs::metadata(&file)
+        .expect("root key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the root key file is private");
+    let secret = std::fs::read_to_string(&file)
+        .expect("read")
+        .trim()
+        .to_owned();
+    assert!(secret.starts_with("pc_admin_"), "{secret}");
+    assert!(stdout.contains("its secret is in"), "{stdout}");
+    assert!(
+        !stdout.contains(&secret),
+        "the secret is not on stdout: {stdout}"
+    );
+    assert!(!log.contains(&secret), "the secret is not in the log");
+    // The secret in the file is the root key's: it lists the admin keys.
+    let (ok, listed, err) = run(&dir, &["--output", "json", "admin-key", "list"]);
+    assert!(ok, "{err}");
+    assert!(listed.contains("\"root\""), "{listed}");
+
+    // An existing file is refused before any key is created, and left as it was.
+    let dir2 = tmp.path().join("data2");
+    std::fs::write(&file, "keep me\n").expect("write");
+    let (addr, stdout, log) = serve_with_root_key_file(&dir2, &file);
+    assert!(addr.is_empty(), "the server started: {log}");
+    assert!(log.contains("must not exist"), "{log}");
+    assert!(!stdout.contains("pc_admin_"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me\n");
+    let (ok, listed, err) = run(&dir2, &["--output", "json", "admin-key", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        !listed.contains("\"root\""),
+        "no root key was created: {listed}"
+    );
+}
+
 #[test]
 fn rate_limits_are_set_at_creation_and_shown() {
     let tmp = tempfile::tempdir().expect("tempdir");

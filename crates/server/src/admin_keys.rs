@@ -10,7 +10,7 @@
 use axum::{
     Json,
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use portcullis_core::{
@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    auth::Admin, body::JsonBody, error::ApiError, extract::Path, ops, page::PageBody,
-    state::AppState,
+    auth::Admin, body::JsonBody, error::ApiError, extract::Path, no_store::SecretJson, ops,
+    page::PageBody, state::AppState,
 };
 
 /// `POST /v1/admin-keys` body.
@@ -94,10 +94,7 @@ pub async fn create(
     let new = ops::create_admin_key(state.ctx(&admin.key.id), input).await?;
     tracing::info!(admin_key_id = %new.key.id, admin_key = %admin.key.id, "admin key created");
     let answer = json!({"admin_key": new.key, "secret": new.secret.expose_secret()});
-    let mut resp = (StatusCode::CREATED, Json(answer)).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(SecretJson(StatusCode::CREATED, answer).into_response())
 }
 
 pub async fn revoke(

@@ -14,6 +14,7 @@ use crate::{
     body::{JsonBody, OptionalJson},
     error::ApiError,
     extract::{Path, Query},
+    no_store::SecretJson,
     ops,
     page::{self, PageBody},
     state::AppState,
@@ -54,19 +55,19 @@ pub async fn create(
     admin: Admin,
     Path(tenant): Path<String>,
     JsonBody(body): JsonBody<CreateKey>,
-) -> Result<(StatusCode, Json<WithSecret>), ApiError> {
+) -> Result<SecretJson<WithSecret>, ApiError> {
     admin.require("keys:write")?;
     let tenant = admin.tenant(&tenant)?;
     let new = ops::create_key(state.ctx(&admin.key.id), &tenant, body).await?;
     tracing::info!(tenant = %tenant, key_id = %new.key.id, admin_key = %admin.key.id, "key created");
     let secret = new.secret.expose_secret().to_owned();
-    Ok((
+    Ok(SecretJson(
         StatusCode::CREATED,
-        Json(WithSecret {
+        WithSecret {
             key: new.key,
             secret,
             previous_secret_expires_at: None,
-        }),
+        },
     ))
 }
 
@@ -132,17 +133,20 @@ pub async fn roll(
     admin: Admin,
     Path((tenant, id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RollKey>,
-) -> Result<Json<WithSecret>, ApiError> {
+) -> Result<SecretJson<WithSecret>, ApiError> {
     admin.require("keys:write")?;
     let tenant = admin.tenant(&tenant)?;
     let rolled = ops::roll_key(state.ctx(&admin.key.id), &tenant, key_id(&id)?, body).await?;
     tracing::info!(tenant = %tenant, key_id = %rolled.key.id, admin_key = %admin.key.id, "key rolled");
     let secret = rolled.secret.expose_secret().to_owned();
-    Ok(Json(WithSecret {
-        key: rolled.key,
-        secret,
-        previous_secret_expires_at: Some(rolled.previous_secret_expires_at),
-    }))
+    Ok(SecretJson(
+        StatusCode::OK,
+        WithSecret {
+            key: rolled.key,
+            secret,
+            previous_secret_expires_at: Some(rolled.previous_secret_expires_at),
+        },
+    ))
 }
 
 pub async fn revoke(

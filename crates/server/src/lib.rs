@@ -18,6 +18,7 @@ pub mod health;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod no_store;
 pub mod ops;
 pub mod page;
 pub mod request_id;

@@ -94,6 +94,44 @@ async fn purge_removes_the_old_range_and_the_rest_verifies() {
 }
 
 #[tokio::test]
+async fn after_a_key_rotation_the_old_keys_checkpoints_still_allow_a_purge() {
+    let store = SqliteAuditStore::open_in_memory().await.unwrap();
+    log(&store, 30).await;
+    let new = CheckpointSigner::from_seed(&[10; 32]);
+    assert!(
+        store
+            .add_signing_key(&signer().root_link(T0))
+            .await
+            .unwrap()
+    );
+    let hand_over = signer().hand_over(2, &new.verifying_key(), T0 + Duration::days(31));
+    assert!(store.add_signing_key(&hand_over).await.unwrap());
+    // The new key purges a range signed by the old one, and the result verifies with the chain.
+    let purged = purge_chain(&store, &new, "acme", T0 + Duration::days(12), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(purged.through_seq, 12);
+    let keys = portcullis_audit::KeyChain::load(&store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        verify_store(&store, &keys, None, None, None)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // With only the new key, the old checkpoints do not verify.
+    assert!(
+        verify_store(&store, &new.verifying_key(), None, None, None)
+            .await
+            .unwrap()
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn a_broken_range_is_not_purged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.sqlite3");

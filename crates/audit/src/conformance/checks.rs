@@ -378,3 +378,25 @@ pub async fn chains_sorted(store: Arc<dyn AuditStore>) {
     want.sort();
     assert_eq!(store.chains().await.expect("chains"), want);
 }
+
+/// The chain of signing keys: links come back in order with every field; a link whose number
+/// is not the next one (taken by another process, or a gap) is not stored.
+pub async fn signing_keys_append_in_order(store: Arc<dyn AuditStore>) {
+    let a = super::signer();
+    let b = crate::CheckpointSigner::from_seed(&[43; 32]);
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    let root = a.root_link(t0());
+    let next = a.hand_over(2, &b.verifying_key(), at(1));
+    assert!(!store.add_signing_key(&next).await.unwrap(), "a gap");
+    assert!(store.add_signing_key(&root).await.unwrap());
+    assert!(!store.add_signing_key(&root).await.unwrap(), "twice");
+    assert!(store.add_signing_key(&next).await.unwrap());
+    let other = a.hand_over(2, &a.verifying_key(), at(2));
+    assert!(!store.add_signing_key(&other).await.unwrap(), "taken");
+    assert_eq!(store.signing_keys().await.unwrap(), vec![root, next]);
+    let chain = crate::KeyChain::load(store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(chain.current(), Some(&b.verifying_key()));
+}

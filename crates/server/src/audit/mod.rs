@@ -7,6 +7,7 @@
 //!   the `fail_closed` gate in front of the API.
 //! - [`api`]: `GET /v1/tenants/{tenant}/audit`.
 //! - [`retention`]: the periodic retention purge.
+//! - [`signing`]: the signing key checked against the log's chain of keys at start-up.
 //!
 //! What is recorded:
 //! - every admin / verify API request and every gateway request: one `request` /
@@ -27,6 +28,7 @@ pub mod api;
 pub mod log;
 pub mod request;
 pub mod retention;
+pub mod signing;
 pub(crate) mod writer;
 
 pub use log::{ADMIT_WAIT, AuditError, AuditLog, Episodes, QueuePlace};
@@ -45,9 +47,12 @@ pub enum AuditOpenError {
     Store(#[from] portcullis_audit::AuditStoreError),
     #[error(transparent)]
     Signer(#[from] portcullis_audit::SignerError),
+    #[error(transparent)]
+    SigningKey(#[from] signing::SigningKeyError),
 }
 
-/// Opens the configured audit database and signing key and starts the writer (a disabled log
+/// Opens the configured audit database and signing key (refused when the key is not the one
+/// the log's chain of keys names, see [`signing`]) and starts the writer (a disabled log
 /// when `[audit] enabled = false`). `metrics` are the handles the server's `/metrics` shows:
 /// pass `AuditMetrics::default()` and build the server's metrics with
 /// [`crate::metrics::Metrics::with_audit`] (or let [`crate::AppState::with_audit`] do it).
@@ -59,10 +64,15 @@ pub async fn open(
     if !config.audit.enabled {
         return Ok(AuditLog::disabled());
     }
-    let signer =
-        portcullis_audit::CheckpointSigner::load_or_create(&config.audit_signing_key_file())?;
-    let store = portcullis_sqlite::SqliteAuditStore::open(&config.audit_database()).await?;
+    let database = config.audit_database();
+    let store = portcullis_sqlite::SqliteAuditStore::open(&database).await?;
     let store: Arc<dyn portcullis_audit::AuditStore> = Arc::new(store);
+    let key_file = config.audit_signing_key_file();
+    let paths = signing::Paths {
+        key_file: &key_file,
+        database: &database,
+    };
+    let (signer, _) = signing::load_signer(store.as_ref(), paths).await?;
     Ok(AuditLog::start(
         &config.audit,
         store,

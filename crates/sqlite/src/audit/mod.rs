@@ -24,6 +24,7 @@
 //! block on a page of its own plus overflow pages, and wrote more pages per small append.
 mod checkpoints;
 mod codec;
+mod keys;
 mod purge;
 
 use std::{
@@ -34,7 +35,8 @@ use std::{
 
 use async_trait::async_trait;
 use portcullis_audit::{
-    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Columns, Entry, Head, record::micros,
+    AuditFilter, AuditStore, AuditStoreError, Checkpoint, Columns, Entry, Head, KeyLink,
+    record::micros,
 };
 use portcullis_core::ids;
 use sqlx::{
@@ -306,6 +308,14 @@ impl AuditStore for SqliteAuditStore {
             return Err(backend(e));
         }
         Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<KeyLink>, AuditStoreError> {
+        keys::links(&self.read).await
+    }
+
+    async fn add_signing_key(&self, link: &KeyLink) -> Result<bool, AuditStoreError> {
+        keys::add(&self.write, link).await
     }
 
     async fn chains(&self) -> Result<Vec<String>, AuditStoreError> {

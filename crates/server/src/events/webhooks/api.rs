@@ -29,6 +29,7 @@ use crate::{
     body::{JsonBody, OptionalJson},
     error::ApiError,
     extract::{Path, Query},
+    no_store::SecretJson,
     ops,
     page::{self, PageBody},
     state::AppState,
@@ -245,7 +246,7 @@ pub async fn create(
     admin: Admin,
     Path(tenant): Path<String>,
     JsonBody(body): JsonBody<CreateWebhook>,
-) -> Result<(StatusCode, Json<WithSecret>), ApiError> {
+) -> Result<SecretJson<WithSecret>, ApiError> {
     admin.require("webhooks:write")?;
     let tenant = admin.tenant(&tenant)?;
     let store = store(&state)?;
@@ -288,13 +289,13 @@ pub async fn create(
         audited(&endpoint),
     );
     tracing::info!(tenant = %tenant, webhook_id = %endpoint.id, admin_key = %admin.key.id, "webhook created");
-    Ok((
+    Ok(SecretJson(
         StatusCode::CREATED,
-        Json(WithSecret {
+        WithSecret {
             webhook: endpoint,
             secret: secret.expose_secret().to_owned(),
             previous_secret_expires_at: None,
-        }),
+        },
     ))
 }
 
@@ -400,7 +401,7 @@ pub async fn roll_secret(
     admin: Admin,
     Path((tenant, id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RollSecret>,
-) -> Result<Json<WithSecret>, ApiError> {
+) -> Result<SecretJson<WithSecret>, ApiError> {
     admin.require("webhooks:write")?;
     let tenant = admin.tenant(&tenant)?;
     let store = store(&state)?;
@@ -431,11 +432,14 @@ pub async fn roll_secret(
         audited(&endpoint),
     );
     tracing::info!(tenant = %tenant, webhook_id = %id, admin_key = %admin.key.id, "webhook secret rolled");
-    Ok(Json(WithSecret {
-        webhook: endpoint,
-        secret: secret.expose_secret().to_owned(),
-        previous_secret_expires_at: Some(until),
-    }))
+    Ok(SecretJson(
+        StatusCode::OK,
+        WithSecret {
+            webhook: endpoint,
+            secret: secret.expose_secret().to_owned(),
+            previous_secret_expires_at: Some(until),
+        },
+    ))
 }
 
 pub async fn deliveries(
