@@ -19,6 +19,7 @@ pub mod config;
 pub mod guard;
 pub mod sealed;
 pub mod sender;
+pub mod url;
 pub mod worker;
 
 pub use config::WebhooksConfig;
