@@ -325,6 +325,9 @@ mod tests {
         let ok = attempt(format!("http://127.0.0.1:{port}/hook"));
         assert_eq!(sender.post(&ok, "t=1,v1=00").await, Ok(204));
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A plaintext server behind an https URL: the handshake fails.
+        let tls = attempt(format!("https://127.0.0.1:{port}/hook"));
+        assert_eq!(sender.post(&tls, "t=1,v1=00").await, Err(Failure::TlsError));
     }
 
     #[tokio::test]
