@@ -1,5 +1,7 @@
 //! The keyed hash a key is stored as: HMAC-SHA256(pepper, key). Without the pepper, a stolen
-//! database cannot be used to test guesses offline.
+//! database cannot be used to test guesses offline. The pepper is also the input key material
+//! of the keys derived from it ([`Pepper::derive_key`], HKDF-SHA256, one `info` label per use).
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -10,11 +12,15 @@ type HmacSha256 = Hmac<Sha256>;
 /// Bytes of a generated pepper.
 pub const PEPPER_LEN: usize = 32;
 
+/// The salt of HKDF-Extract over the pepper (fixed: the pepper is already random).
+const HKDF_SALT: &[u8] = b"portcullis pepper hkdf v1";
+
 /// The server pepper. Its `Debug` output is redacted; the raw bytes are zeroed once the HMAC key
-/// schedule has been derived from them.
+/// schedule and the HKDF pseudorandom key have been derived from them.
 #[derive(Clone)]
 pub struct Pepper {
     mac: HmacSha256,
+    kdf: Hkdf<Sha256>,
 }
 
 impl std::fmt::Debug for Pepper {
@@ -41,8 +47,9 @@ impl Pepper {
             return Err(PepperError::TooShort);
         }
         let mac = HmacSha256::new_from_slice(bytes).map_err(|_| PepperError::TooShort)?;
+        let kdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), bytes);
         bytes.zeroize();
-        Ok(Self { mac })
+        Ok(Self { mac, kdf })
     }
 
     /// A pepper from its hex form (surrounding whitespace ignored).
@@ -60,6 +67,16 @@ impl Pepper {
         let text = secrecy::SecretString::from(hex::encode(bytes));
         let pepper = Self::from_bytes(&mut bytes).expect("32 bytes is long enough");
         (pepper, text)
+    }
+
+    /// A 32-byte key for one use, named by `info` (HKDF-SHA256 expand): keys of different
+    /// labels are independent, and none reveals the pepper or the key hashes.
+    pub fn derive_key(&self, info: &[u8]) -> zeroize::Zeroizing<[u8; 32]> {
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        self.kdf
+            .expand(info, out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
     }
 
     /// The stored form of a key.
@@ -114,6 +131,17 @@ mod tests {
         assert_ne!(a.hash("k1"), b.hash("k1"));
         assert!(a.hash("k1").ct_eq(&a.hash("k1")));
         assert!(!a.hash("k1").ct_eq(&a.hash("k2")));
+    }
+
+    #[test]
+    fn derived_keys_depend_on_pepper_and_label() {
+        let (a, text) = Pepper::generate();
+        let (b, _) = Pepper::generate();
+        let again = Pepper::from_hex(secrecy::ExposeSecret::expose_secret(&text)).unwrap();
+        assert_eq!(*a.derive_key(b"x"), *again.derive_key(b"x"));
+        assert_ne!(*a.derive_key(b"x"), *a.derive_key(b"y"));
+        assert_ne!(*a.derive_key(b"x"), *b.derive_key(b"x"));
+        assert_ne!(a.derive_key(b"x").to_vec(), a.hash("x").0.to_vec());
     }
 
     #[test]

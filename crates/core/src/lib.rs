@@ -6,6 +6,8 @@
 //! - [`tenant`], [`scope`], [`ip`]: validated building blocks of a key record.
 //! - [`ratelimit`]: the rate limit of a key or a tenant.
 //! - [`decision`]: the pure access decision (key record, request facts, now) → code.
+//! - [`outbound`]: which hosts and addresses a webhook delivery may reach (public unicast only).
+//! - [`seal`]: secrets the server reads back, sealed at rest (AES-256-GCM, key from the pepper).
 //! - [`request`]: validation of create / update input shared by the HTTP API and the CLI.
 #![forbid(unsafe_code)]
 
@@ -20,9 +22,11 @@ pub mod key_scan;
 pub mod limits;
 pub mod metadata;
 pub mod model;
+pub mod outbound;
 pub mod ratelimit;
 pub mod request;
 pub mod scope;
+pub mod seal;
 pub mod tenant;
 
 pub use secrecy::{ExposeSecret, SecretString};

@@ -165,6 +165,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "webhooks: url is not https (http to loopback only), is too long, or has credentials or a fragment",
     ),
     (
+        "webhook_url_not_allowed",
+        400,
+        "webhooks: url's host is a loopback, private, link-local or other non-public address, or an internal name",
+    ),
+    (
         "invalid_event_types",
         400,
         "webhooks: types is empty or names an unknown event type",

@@ -95,12 +95,14 @@ impl AppState {
         }))
     }
 
-    /// The state publishing events to `events` (whose counters join the server's `/metrics`).
-    /// Call it on a state just built, before it is cloned.
+    /// The state publishing events to `events` (whose counters join the server's `/metrics`),
+    /// its webhook secrets sealed under a key derived from the pepper. Call it on a state just
+    /// built, before it is cloned.
     pub fn with_events(mut self, mut events: Events) -> Self {
         let shared = Arc::get_mut(&mut self.0)
             .expect("AppState::with_events is called on a state that was not cloned yet");
         events.metrics = shared.metrics.events.clone();
+        let events = events.sealing_webhooks(&shared.pepper);
         shared.anomaly = events.config().and_then(crate::events::anomaly::detector);
         shared.events = events;
         self

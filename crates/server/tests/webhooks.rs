@@ -19,8 +19,15 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
-use portcullis_core::clock::{Clock, ManualClock};
-use portcullis_events::webhook::{DEFAULT_TOLERANCE, VerifyError, verify};
+use portcullis_core::{
+    SecretString,
+    clock::{Clock, ManualClock},
+    ids,
+};
+use portcullis_events::{
+    TypeSet,
+    webhook::{DEFAULT_TOLERANCE, Endpoint, VerifyError, verify},
+};
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -148,8 +155,13 @@ where
     }
 }
 
+/// A server whose webhooks may reach the receivers of these tests, on 127.0.0.1.
 async fn server() -> TestServer {
-    spawn_with(|c| c.events.webhooks.poll_interval_ms = 20).await
+    spawn_with(|c| {
+        c.events.webhooks.poll_interval_ms = 20;
+        c.events.webhooks.danger_allow_private_webhook_targets = true;
+    })
+    .await
 }
 
 /// Creates an endpoint with the root key; returns (id, secret).
@@ -229,7 +241,7 @@ async fn failed_attempts_are_retried_on_schedule_until_delivered() {
     let d = after_attempts(&s, "acme", &id, 1).await;
     assert_eq!(d["status"], "pending");
     assert_eq!(d["last_status_code"], 500);
-    assert_eq!(d["last_error"], "status 500");
+    assert_eq!(d["last_error"], "http_status");
     // The next attempt waits for its time (at most 10 s after the first failure).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.seen().len(), 1, "not retried before it is due");
@@ -642,10 +654,19 @@ async fn the_api_checks_its_input_and_scopes() {
         call(
             Method::PATCH,
             one.clone(),
-            Some(json!({"url": "http://10.0.0.1/x"}))
+            Some(json!({"url": "http://hooks.example.com/x"}))
         )
         .await,
         (400, "invalid_webhook_url".into())
+    );
+    assert_eq!(
+        call(
+            Method::PATCH,
+            one.clone(),
+            Some(json!({"url": "https://10.0.0.1/x"}))
+        )
+        .await,
+        (400, "webhook_url_not_allowed".into())
     );
     assert_eq!(
         call(Method::PATCH, one.clone(), Some(json!({"secret": "x"}))).await,
@@ -886,4 +907,141 @@ async fn a_tenant_bound_admin_key_never_reaches_another_tenants_webhooks() {
         "B's webhook and delivery unchanged"
     );
     assert_eq!(rx.seen().len(), 1, "nothing redelivered to B");
+}
+
+/// Without `danger_allow_private_webhook_targets`, a URL to the receiver on 127.0.0.1 (in any
+/// spelling) or to another internal address or name is refused when registered; an endpoint
+/// that is stored anyway (by an earlier version, or a node that allowed it) is refused at
+/// delivery: no connection reaches the receiver, and the delivery shows the class of the
+/// failure, not the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_targets_are_refused_at_registration_and_at_delivery() {
+    let s = spawn_with(|c| c.events.webhooks.poll_interval_ms = 20).await;
+    s.tenant("acme").await;
+    let rx = Receiver::start(s.clock.clone()).await;
+    let port = rx.addr.port();
+    let base = "/v1/tenants/acme/webhooks";
+    for url in [
+        rx.url(),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("http://2130706433:{port}/hook"),
+        "https://169.254.169.254/latest/meta-data/".into(),
+        "https://metadata.google.internal/computeMetadata/v1/".into(),
+        "https://192.168.1.10/hook".into(),
+        "https://[fd00::1]/hook".into(),
+    ] {
+        let (st, v) = s
+            .json(
+                Method::POST,
+                base,
+                &s.root_secret,
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (400, Some("webhook_url_not_allowed")),
+            "{url}: {v}"
+        );
+    }
+    let (public, _) = endpoint(&s, "acme", json!({"url": "https://hooks.example.com/x"})).await;
+    let (st, v) = s
+        .json(
+            Method::PATCH,
+            &format!("{base}/{public}"),
+            &s.root_secret,
+            Some(json!({"url": rx.url(), "enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("webhook_url_not_allowed"))
+    );
+    s.json(
+        Method::DELETE,
+        &format!("{base}/{public}"),
+        &s.root_secret,
+        None,
+    )
+    .await;
+
+    // Stored without the API's check: the delivery still never reaches the receiver.
+    let now = s.clock.now();
+    let stored = Endpoint {
+        id: ids::new_id("whk"),
+        tenant: portcullis_core::tenant::TenantId::parse("acme").unwrap(),
+        url: rx.url(),
+        description: None,
+        types: TypeSet::all(),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+        previous_secret_expires_at: None,
+    };
+    let secret = SecretString::from("whsec_stored_directly".to_owned());
+    s.state
+        .events
+        .webhooks()
+        .expect("webhooks")
+        .create_endpoint(&stored, &secret, 20)
+        .await
+        .unwrap();
+    s.key("acme", json!({"name": "k", "environment": "live"}))
+        .await;
+    let d = after_attempts(&s, "acme", &stored.id, 1).await;
+    assert_eq!(d["status"], "pending", "{d}");
+    assert_eq!(d["last_error"], "address_not_allowed", "{d}");
+    assert!(d["last_status_code"].is_null());
+    let text = d.to_string();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("refused"),
+        "{text}"
+    );
+    assert!(rx.seen().is_empty(), "the receiver was never reached");
+    let records = s.audit_records("acme").await;
+    let attempts = attempts_in(&records);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].reason.as_deref(), Some("address_not_allowed"));
+}
+
+/// The secret shown once is not what the events database holds; deliveries still sign with
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_secrets_are_sealed_at_rest_and_still_sign() {
+    let s = server().await;
+    s.tenant("acme").await;
+    let rx = Receiver::start(s.clock.clone()).await;
+    let (id, secret) = endpoint(&s, "acme", json!({"url": rx.url()})).await;
+    rx.trust(&[&secret]);
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        s.config.events_database().display()
+    ))
+    .await
+    .unwrap();
+    let (stored,): (String,) = sqlx::query_as("SELECT secret FROM webhook_endpoints WHERE id = ?")
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:"), "{stored}");
+    assert!(!stored.contains(&secret) && !stored.contains("whsec_"));
+    let path = s.config.events_database();
+    let wal = path.with_extension("sqlite3-wal");
+    for file in [&path, &wal] {
+        let raw = std::fs::read(file).unwrap_or_default();
+        let secret_bytes = secret.as_bytes();
+        assert!(
+            !raw.windows(secret_bytes.len()).any(|w| w == secret_bytes),
+            "the secret is nowhere in {}",
+            file.display()
+        );
+    }
+    s.key("acme", json!({"name": "k", "environment": "live"}))
+        .await;
+    until("the delivery", || async { !rx.seen().is_empty() }).await;
+    assert_eq!(rx.seen()[0].verified, Ok(()));
+    assert_eq!(rx.seen()[0].answered, 204);
 }

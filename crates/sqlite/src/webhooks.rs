@@ -13,7 +13,7 @@ use portcullis_events::{
     Event, TypeSet,
     webhook::{
         Attempt, AttemptResult, DELIVERY_ID_KIND, Delivery, DeliveryStatus, Endpoint,
-        EndpointChange, Next, WebhookError, WebhookStore,
+        EndpointChange, Next, SecretRewrite, WebhookError, WebhookStore,
     },
 };
 use sqlx::{
@@ -545,5 +545,39 @@ impl WebhookStore for SqliteWebhookStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected())
+    }
+
+    async fn rewrite_secrets(&self, f: &SecretRewrite<'_>) -> Result<u64, WebhookError> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT id, tenant, secret, previous_secret FROM webhook_endpoints")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mut changed = 0;
+        for row in &rows {
+            let id: String = get(row, "id")?;
+            let tenant: String = get(row, "tenant")?;
+            let tenant = TenantId::parse(&tenant).map_err(|_| corrupt("tenant"))?;
+            let secret = f(&tenant, &id, &get::<String>(row, "secret")?);
+            let previous =
+                get::<Option<String>>(row, "previous_secret")?.and_then(|p| f(&tenant, &id, &p));
+            if secret.is_none() && previous.is_none() {
+                continue;
+            }
+            changed += u64::from(secret.is_some()) + u64::from(previous.is_some());
+            sqlx::query(
+                "UPDATE webhook_endpoints SET secret = COALESCE(?, secret), \
+                 previous_secret = COALESCE(?, previous_secret) WHERE tenant = ? AND id = ?",
+            )
+            .bind(secret)
+            .bind(previous)
+            .bind(tenant.as_str())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
     }
 }

@@ -25,7 +25,9 @@ pub mod store;
 
 pub use retry::RetrySchedule;
 pub use signature::{DEFAULT_TOLERANCE, HEADER, VerifyError, sign, sign_with, verify};
-pub use store::{Attempt, AttemptResult, EndpointChange, Next, WebhookError, WebhookStore};
+pub use store::{
+    Attempt, AttemptResult, EndpointChange, Next, SecretRewrite, WebhookError, WebhookStore,
+};
 
 /// Endpoint ids are `whk_` + a ULID, delivery ids `whd_` + a ULID.
 pub const ENDPOINT_ID_KIND: &str = "whk";

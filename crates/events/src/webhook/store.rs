@@ -100,6 +100,9 @@ pub struct AttemptResult {
     pub next: Next,
 }
 
+/// A rewrite of stored secrets: (tenant, endpoint id, stored value) → the new stored value.
+pub type SecretRewrite<'a> = dyn Fn(&TenantId, &str, &str) -> Option<String> + Send + Sync + 'a;
+
 /// Endpoints, deliveries and the fan-out cursor.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + std::fmt::Debug {
@@ -198,4 +201,10 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
 
     /// Removes delivered and dead deliveries last changed before `before`; returns how many.
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, WebhookError>;
+
+    /// Passes every stored secret (current and previous) of every endpoint to `f` with the
+    /// endpoint's tenant and id; where `f` answers `Some`, the stored value is replaced by it.
+    /// One transaction; returns how many values changed. For changes of the stored form
+    /// (sealing plaintext secrets).
+    async fn rewrite_secrets(&self, f: &SecretRewrite<'_>) -> Result<u64, WebhookError>;
 }

@@ -85,6 +85,8 @@ pub struct Events {
     streams: sse::Streams,
     /// Webhook endpoints and deliveries (in the events database, whichever the backend).
     webhooks: Option<Arc<dyn portcullis_events::webhook::WebhookStore>>,
+    /// The same store once its secrets are sealed ([`Events::sealing_webhooks`]).
+    sealed: Option<Arc<webhooks::sealed::SealedWebhookStore>>,
 }
 
 /// Opening the event backend failed.
@@ -139,6 +141,7 @@ impl Events {
             metrics: EventsMetrics::default(),
             streams: sse::Streams::default(),
             webhooks: None,
+            sealed: None,
         }
     }
 
@@ -148,7 +151,26 @@ impl Events {
         store: Arc<dyn portcullis_events::webhook::WebhookStore>,
     ) -> Self {
         self.webhooks = Some(store);
+        self.sealed = None;
         self
+    }
+
+    /// The handle whose webhook store seals endpoint secrets under a key derived from
+    /// `pepper` (done by [`crate::AppState::with_events`]; a second call changes nothing).
+    pub fn sealing_webhooks(mut self, pepper: &portcullis_core::hash::Pepper) -> Self {
+        if self.sealed.is_none()
+            && let Some(inner) = self.webhooks.take()
+        {
+            let sealed = Arc::new(webhooks::sealed::SealedWebhookStore::new(inner, pepper));
+            self.webhooks = Some(sealed.clone());
+            self.sealed = Some(sealed);
+        }
+        self
+    }
+
+    /// The sealing webhook store (none before [`Events::sealing_webhooks`]).
+    pub fn sealed_webhooks(&self) -> Option<&Arc<webhooks::sealed::SealedWebhookStore>> {
+        self.sealed.as_ref()
     }
 
     /// The webhook store (none when events are disabled).

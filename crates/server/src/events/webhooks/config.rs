@@ -18,6 +18,12 @@ pub struct WebhooksConfig {
     /// then travel in plaintext. Off by default: `https://` only (and `http://` to
     /// `localhost` / `127.0.0.0/8` / `[::1]`).
     pub danger_allow_http: bool,
+    /// Let endpoints reach loopback, private (RFC 1918, CGNAT), link-local (cloud metadata),
+    /// unique-local, multicast and other non-public addresses and internal names
+    /// (`localhost`, `*.internal`, single labels). Off by default: such URLs are refused
+    /// when registered, and every delivery connects only to a public address it resolved
+    /// itself (the address actually connected is checked too).
+    pub danger_allow_private_webhook_targets: bool,
     /// Endpoints one tenant may have.
     pub max_endpoints_per_tenant: u32,
     /// Deliveries in flight at once, at most.
@@ -44,6 +50,7 @@ impl Default for WebhooksConfig {
         Self {
             enabled: true,
             danger_allow_http: false,
+            danger_allow_private_webhook_targets: false,
             max_endpoints_per_tenant: 20,
             concurrency: 16,
             timeout_seconds: 10,

@@ -3,6 +3,9 @@
 //! client ([`sender`]). Signatures, the retry schedule and the store contract are in
 //! `portcullis_events::webhook`; the store is `portcullis_sqlite::SqliteWebhookStore`.
 //!
+//! Endpoint secrets are sealed at rest ([`sealed`]); deliveries reach public addresses only
+//! ([`guard`]) unless `danger_allow_private_webhook_targets`.
+//!
 //! Webhook state (endpoints with their secrets, deliveries, the fan-out cursor) lives in the
 //! events database, `{data_dir}/events.sqlite3` (or `[events] database`), whichever backend
 //! keeps the events: with NATS JetStream it is still this node's SQLite file, so deliver
@@ -13,7 +16,10 @@ use portcullis_events::{EventError, webhook::WebhookStore};
 
 pub mod api;
 pub mod config;
+pub mod guard;
+pub mod sealed;
 pub mod sender;
+pub mod url;
 pub mod worker;
 
 pub use config::WebhooksConfig;

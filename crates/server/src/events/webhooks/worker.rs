@@ -14,7 +14,11 @@ use portcullis_events::{
 };
 use tokio::{sync::Notify, task::JoinSet};
 
-use super::{config::WebhooksConfig, sender::Sender};
+use super::{
+    config::WebhooksConfig,
+    guard::SystemLookup,
+    sender::{Failure, HTTP_STATUS, Sender},
+};
 use crate::{
     audit::{AuditLog, Kind, Record},
     state::AppState,
@@ -46,10 +50,15 @@ pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         return Vec::new();
     };
     let c = config.webhooks.clone();
+    let sealing = seal_plaintext(state.events.sealed_webhooks().cloned());
     if !c.enabled {
-        return Vec::new();
+        return vec![tokio::spawn(sealing)];
     }
-    let sender = match Sender::new(Duration::from_secs(c.timeout_seconds)) {
+    let sender = match Sender::new(
+        Duration::from_secs(c.timeout_seconds),
+        c.danger_allow_private_webhook_targets,
+        Arc::new(SystemLookup),
+    ) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "webhook delivery disabled: no TLS configuration");
@@ -74,9 +83,28 @@ pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             wake.clone(),
             poll,
         )),
-        tokio::spawn(send(ctx, c, wake)),
+        tokio::spawn(async move {
+            // Nothing is claimed before every stored secret is sealed.
+            sealing.await;
+            send(ctx, c, wake).await;
+        }),
         tokio::spawn(purge(store.clone(), state.clock.clone(), retention)),
     ]
+}
+
+/// Seals the endpoint secrets an earlier version stored in plaintext (once, at start).
+async fn seal_plaintext(store: Option<Arc<super::sealed::SealedWebhookStore>>) {
+    let Some(store) = store else {
+        return;
+    };
+    match store.seal_plaintext().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            sealed = n,
+            "webhook secrets stored in plaintext were sealed"
+        ),
+        Err(e) => tracing::error!(error = %e, "webhook secrets could not be sealed"),
+    }
 }
 
 /// Follows the events after the stored cursor and turns them into deliveries.
@@ -182,9 +210,13 @@ async fn attempt(ctx: Ctx, a: Attempt) {
     let started = tokio::time::Instant::now();
     let t = ctx.clock.now().unix_timestamp();
     let secrets: Vec<&str> = a.secrets.iter().map(|s| s.expose_secret()).collect();
-    let signature = sign_with(&secrets, t, a.body.as_bytes());
-    let answer = ctx.sender.post(&a, &signature).await;
-    drop(signature);
+    let answer = if secrets.is_empty() {
+        // The secret did not open (logged by the store): nothing unsigned is sent.
+        Err(Failure::SecretUnavailable)
+    } else {
+        let signature = sign_with(&secrets, t, a.body.as_bytes());
+        ctx.sender.post(&a, &signature).await
+    };
     let elapsed = started.elapsed();
     let now = ctx.clock.now();
     let retry = || {
@@ -194,7 +226,7 @@ async fn attempt(ctx: Ctx, a: Attempt) {
     };
     let (status_code, error, next) = match answer {
         Ok(code) if (200..300).contains(&code) => (Some(code), None, Next::Delivered),
-        Ok(code) => (Some(code), Some(format!("status {code}")), retry()),
+        Ok(code) => (Some(code), Some(HTTP_STATUS.to_owned()), retry()),
         Err(f) => (None, Some(f.as_str().to_owned()), retry()),
     };
     let result = AttemptResult {
