@@ -102,4 +102,11 @@ pub trait AuditStore: Send + Sync + Debug {
     /// checkpoint `anchor` (which signs the head at `anchor.seq`), in one transaction. Returns
     /// how many entries were removed.
     async fn purge(&self, chain: &str, anchor: &Checkpoint) -> Result<u64, AuditStoreError>;
+
+    /// Bytes the stored entries and checkpoints take (pages in use, not pages freed by a
+    /// purge and kept for reuse), for the log's disk budget. Cheap: meant to be asked every
+    /// second or so. `None` when the backend cannot tell (no budget is then enforced).
+    async fn used_bytes(&self) -> Result<Option<u64>, AuditStoreError> {
+        Ok(None)
+    }
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 pub mod api;
 pub mod log;
+pub mod refusals;
 pub mod request;
 pub mod retention;
 pub(crate) mod writer;
