@@ -56,7 +56,8 @@ pub const ADMIT_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct QueuePlace(Option<mpsc::OwnedPermit<Msg>>);
 
-/// Health shared by the handle and the writer.
+/// Health shared by the handle and the writer (and the window of aggregated refusals, which
+/// the handle fills and the writer takes).
 #[derive(Debug)]
 pub(crate) struct Health {
     /// The last append failed (cleared by the next successful one).
@@ -67,6 +68,8 @@ pub(crate) struct Health {
     /// ([`AuditLog::episodes`]): told at each start and end, each logged once.
     pub episodes: watch::Sender<Episodes>,
     pub metrics: AuditMetrics,
+    /// Gateway refusals of the current window, aggregated.
+    pub refusals: Refusals,
 }
 
 /// Degraded episodes of the audit log so far.
@@ -122,8 +125,6 @@ struct Inner {
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Ends the writer's linger when someone waits for a flush.
     flush_now: Arc<Notify>,
-    /// Gateway refusals of the current window, aggregated.
-    refusals: Arc<Refusals>,
 }
 
 /// The audit log: a cheap handle (clone it freely). [`record`](Self::record) never waits;
@@ -159,11 +160,13 @@ impl AuditLog {
             };
         }
         let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let refusals = Refusals::new(config.refusal_max_groups, config.refusal_window_seconds);
         let health = Arc::new(Health {
             failing: AtomicBool::new(false),
             full: AtomicBool::new(false),
             episodes: watch::Sender::new(Episodes::default()),
             metrics: metrics.clone(),
+            refusals,
         });
         metrics.healthy.set(1);
         let settings = WriterSettings {
@@ -177,10 +180,6 @@ impl AuditLog {
             refusal_window: Duration::from_secs(config.refusal_window_seconds),
         };
         let flush_now = Arc::new(Notify::new());
-        let refusals = Arc::new(Refusals::new(
-            config.refusal_max_groups,
-            config.refusal_window_seconds,
-        ));
         let task = tokio::spawn(writer::run(
             rx,
             store.clone(),
@@ -188,7 +187,6 @@ impl AuditLog {
             clock,
             health.clone(),
             flush_now.clone(),
-            refusals.clone(),
             settings,
         ));
         Self {
@@ -202,7 +200,6 @@ impl AuditLog {
                 config: config.clone(),
                 writer: std::sync::Mutex::new(Some(task)),
                 flush_now,
-                refusals,
             })),
             metrics,
         }
@@ -251,7 +248,7 @@ impl AuditLog {
             self.metrics.dropped.inc();
             return;
         }
-        inner.refusals.add(refused, client_ip);
+        inner.health.refusals.add(refused, client_ip);
         self.metrics.refusals_aggregated.inc();
     }
 

@@ -9,7 +9,7 @@
 //! - A flush request is answered once everything queued before it is committed; it also ends
 //!   the writer's linger at once (through a `Notify`, so that records do not wake the writer
 //!   one by one).
-//! - Aggregated gateway refusals ([`Refusals`]) are taken and sealed by the writer itself at
+//! - Aggregated gateway refusals ([`super::refusals`]) are taken and sealed by the writer itself at
 //!   the end of each window, with a flush request and at shutdown: they never wait for a place
 //!   in the queue.
 //! - With a disk budget (`max_bytes`), the writer measures the database every
@@ -27,10 +27,7 @@ use portcullis_audit::{
 use portcullis_core::clock::Clock;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{
-    log::{Health, Msg},
-    refusals::Refusals,
-};
+use super::log::{Health, Msg};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriterSettings {
@@ -62,7 +59,6 @@ struct Writer {
     settings: WriterSettings,
     chainer: Chainer,
     signed: HashMap<String, Signed>,
-    refusals: Arc<Refusals>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -75,7 +71,6 @@ pub(crate) async fn run(
     clock: Arc<dyn Clock>,
     health: Arc<Health>,
     flush_now: Arc<Notify>,
-    refusals: Arc<Refusals>,
     settings: WriterSettings,
 ) {
     let mut w = Writer {
@@ -86,7 +81,6 @@ pub(crate) async fn run(
         settings,
         chainer: Chainer::default(),
         signed: HashMap::new(),
-        refusals,
     };
     w.load_heads().await;
     let tick_every = (settings.checkpoint_every / 2).max(Duration::from_secs(1));
@@ -207,7 +201,7 @@ impl Writer {
     /// The aggregated refusals of the window now ending, as records to seal; in `best_effort`
     /// mode while the database is at `max_bytes`, none (they are dropped and counted).
     fn take_refusals(&self) -> Vec<Box<dyn Sealable>> {
-        let records = self.refusals.take();
+        let records = self.health.refusals.take();
         if !self.settings.fail_closed && self.health.full.load(Ordering::Relaxed) {
             let m = &self.health.metrics;
             m.dropped.inc_by(records.len() as u64);
