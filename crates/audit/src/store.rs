@@ -117,4 +117,11 @@ pub trait AuditStore: Send + Sync + Debug {
             "this audit store keeps no chain of signing keys".into(),
         ))
     }
+
+    /// Bytes the stored entries and checkpoints take (pages in use, not pages freed by a
+    /// purge and kept for reuse), for the log's disk budget. Cheap: meant to be asked every
+    /// second or so. `None` when the backend cannot tell (no budget is then enforced).
+    async fn used_bytes(&self) -> Result<Option<u64>, AuditStoreError> {
+        Ok(None)
+    }
 }

@@ -93,6 +93,16 @@ pub struct AuditConfig {
     /// Per-tenant retention, overriding `retention_days`.
     pub tenant_retention_days: BTreeMap<String, u32>,
     pub purge_interval_seconds: u64,
+    /// The disk budget of the audit database in bytes (pages in use; none by default). At the
+    /// budget, `fail_closed` refuses requests (503 `audit_unavailable`, `/readyz` not ready) and
+    /// `best_effort` drops records (counted) until a retention purge frees space.
+    pub max_bytes: Option<u64>,
+    /// Gateway refusals of requests without a valid credential are aggregated per client
+    /// address and reason over windows of this many seconds (one record per window).
+    pub refusal_window_seconds: u64,
+    /// (address, reason) groups kept per window, at most; refusals of further groups are
+    /// counted in one `_overflow` record.
+    pub refusal_max_groups: usize,
 }
 
 impl Default for AuditConfig {
@@ -111,6 +121,9 @@ impl Default for AuditConfig {
             retention_days: 400,
             tenant_retention_days: BTreeMap::new(),
             purge_interval_seconds: 3_600,
+            max_bytes: None,
+            refusal_window_seconds: 60,
+            refusal_max_groups: 10_000,
         }
     }
 }
@@ -163,6 +176,21 @@ impl AuditConfig {
         if !(1..=604_800).contains(&self.purge_interval_seconds) {
             return Err(ConfigError::Invalid(
                 "audit.purge_interval_seconds must be between 1 and 604800",
+            ));
+        }
+        if self.max_bytes == Some(0) {
+            return Err(ConfigError::Invalid(
+                "audit.max_bytes must be at least 1 (leave it out for no budget)",
+            ));
+        }
+        if !(1..=3_600).contains(&self.refusal_window_seconds) {
+            return Err(ConfigError::Invalid(
+                "audit.refusal_window_seconds must be between 1 and 3600",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.refusal_max_groups) {
+            return Err(ConfigError::Invalid(
+                "audit.refusal_max_groups must be between 1 and 1000000",
             ));
         }
         Ok(())
@@ -467,6 +495,9 @@ mod tests {
             "[audit.tenant_retention_days]\nacme = 0\n",
             "[audit.tenant_retention_days]\n\"NOT A TENANT\" = 5\n",
             "[audit]\nclient_ip = \"hide\"\n",
+            "[audit]\nmax_bytes = 0\n",
+            "[audit]\nrefusal_window_seconds = 0\n",
+            "[audit]\nrefusal_max_groups = 0\n",
         ] {
             std::fs::write(&f, bad).expect("write");
             assert!(Config::load(Some(&f)).is_err(), "{bad}");

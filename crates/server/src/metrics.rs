@@ -112,6 +112,15 @@ pub struct AuditMetrics {
     /// 1 while the last write succeeded, 0 after a failure.
     pub healthy: Gauge,
     pub batch_duration: Histogram,
+    /// Records dropped because the audit database was at `max_bytes` (`best_effort`; also
+    /// counted in `dropped`).
+    pub dropped_over_budget: Counter,
+    /// Bytes the audit database's pages in use take, as last measured.
+    pub store_bytes: Gauge,
+    /// 1 while the audit database is at or over `max_bytes`.
+    pub over_budget: Gauge,
+    /// Gateway refusals counted into aggregated `gateway.refused` records.
+    pub refusals_aggregated: Counter,
 }
 
 impl Default for AuditMetrics {
@@ -126,6 +135,10 @@ impl Default for AuditMetrics {
             batch_duration: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
             ]),
+            dropped_over_budget: Counter::default(),
+            store_bytes: Gauge::default(),
+            over_budget: Gauge::default(),
+            refusals_aggregated: Counter::default(),
         }
     }
 }
@@ -166,6 +179,26 @@ impl AuditMetrics {
             "audit_batch_duration_seconds",
             "Time to seal and commit one audit batch",
             self.batch_duration.clone(),
+        );
+        registry.register(
+            "audit_records_dropped_over_budget",
+            "Audit records dropped because the audit database was at audit.max_bytes",
+            self.dropped_over_budget.clone(),
+        );
+        registry.register(
+            "audit_store_bytes",
+            "Bytes of the audit database's pages in use, as last measured",
+            self.store_bytes.clone(),
+        );
+        registry.register(
+            "audit_over_budget",
+            "1 while the audit database is at or over audit.max_bytes",
+            self.over_budget.clone(),
+        );
+        registry.register(
+            "audit_refusals_aggregated",
+            "Gateway refusals without a valid credential counted into gateway.refused records",
+            self.refusals_aggregated.clone(),
         );
     }
 }

@@ -273,7 +273,7 @@ async fn gateway_requests_and_uploads_are_recorded() {
 
     let acme = s.audit_records("acme").await;
     let requests = find(&acme, "gateway.request");
-    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests.len(), 2, "{requests:?}");
     let ok = requests[0];
     assert_eq!(ok.key_id.as_deref(), Some(id.as_str()));
     assert_eq!(ok.decision, Some(Decision::Allow));
@@ -291,17 +291,18 @@ async fn gateway_requests_and_uploads_are_recorded() {
     assert_eq!(forbidden.data["status"], 403);
     assert_eq!(forbidden.data["route"], "admin");
     assert_eq!(forbidden.data["client_ip"], pseudonym, "stable per tenant");
-    // The revoked key: an auth failure with its hint in its tenant's chain.
-    let failures = find(&acme, "auth.failure");
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(failures[0].reason.as_deref(), Some("revoked"));
-    assert_eq!(
-        failures[0].data["key_hint"],
-        portcullis_core::key::hint(&revoked).expect("hint").as_str()
-    );
-    assert_eq!(failures[0].data["route"], "files");
-    assert_eq!(requests[2].reason.as_deref(), Some("invalid_api_key"));
-    assert_eq!(requests[2].data["auth_failure"], "revoked");
+    // The revoked key is no valid credential: its refusal is counted in an aggregate of its
+    // tenant's chain, with the key's id.
+    assert!(find(&acme, "auth.failure").is_empty());
+    let refused = find(&acme, "gateway.refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].kind, Kind::Auth);
+    assert_eq!(refused[0].reason.as_deref(), Some("revoked"));
+    assert_eq!(refused[0].key_id.as_deref(), Some(revoked_id.as_str()));
+    assert_eq!(refused[0].data["count"], 1);
+    assert_eq!(refused[0].data["route"], "files");
+    assert_eq!(refused[0].data["sample_path"], "/files/b");
+    assert_eq!(refused[0].data["client_ip"], pseudonym, "stable per tenant");
     // Upload facts, with the same request id as the request.
     let uploads = find(&acme, "gateway.upload");
     assert_eq!(uploads.len(), 1, "{uploads:?}");

@@ -226,3 +226,25 @@ async fn exports_stream_every_matching_entry() {
         assert_eq!(data["note"], "a, \"quoted\"\nline");
     }
 }
+
+#[tokio::test]
+async fn used_bytes_grow_with_appends_and_shrink_with_a_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteAuditStore::open(&dir.path().join("audit.sqlite3"))
+        .await
+        .unwrap();
+    let empty = store.used_bytes().await.unwrap().expect("measured");
+    assert!(empty > 0, "the schema takes pages");
+    log(&store, 400).await;
+    let full = store.used_bytes().await.unwrap().expect("measured");
+    assert!(full > empty + 16 * 1024, "{empty} -> {full}");
+    for chain in ["acme", "beta"] {
+        purge_chain(&store, &signer(), chain, T0 + Duration::days(999), T0)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // The freed pages stay in the file for reuse, but are no longer counted.
+    let purged = store.used_bytes().await.unwrap().expect("measured");
+    assert!(purged < full / 2, "{full} -> {purged}");
+}

@@ -11,7 +11,10 @@ use portcullis_audit::{AuditStore, CheckpointSigner, Sealable};
 use portcullis_core::clock::Clock;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use super::writer::{self, WriterSettings};
+use super::{
+    refusals::{Refusals, Refused},
+    writer::{self, WriterSettings},
+};
 use crate::{
     config::{AuditConfig, AuditMode},
     metrics::AuditMetrics,
@@ -53,15 +56,20 @@ pub const ADMIT_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct QueuePlace(Option<mpsc::OwnedPermit<Msg>>);
 
-/// Health shared by the handle and the writer.
+/// Health shared by the handle and the writer (and the window of aggregated refusals, which
+/// the handle fills and the writer takes).
 #[derive(Debug)]
 pub(crate) struct Health {
     /// The last append failed (cleared by the next successful one).
     pub failing: AtomicBool,
+    /// The audit database is at or over `max_bytes` (as last measured by the writer).
+    pub full: AtomicBool,
     /// The degraded episodes (records dropped or writes failing), for watchers
     /// ([`AuditLog::episodes`]): told at each start and end, each logged once.
     pub episodes: watch::Sender<Episodes>,
     pub metrics: AuditMetrics,
+    /// Gateway refusals of the current window, aggregated.
+    pub refusals: Refusals,
 }
 
 /// Degraded episodes of the audit log so far.
@@ -152,10 +160,13 @@ impl AuditLog {
             };
         }
         let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let refusals = Refusals::new(config.refusal_max_groups, config.refusal_window_seconds);
         let health = Arc::new(Health {
             failing: AtomicBool::new(false),
+            full: AtomicBool::new(false),
             episodes: watch::Sender::new(Episodes::default()),
             metrics: metrics.clone(),
+            refusals,
         });
         metrics.healthy.set(1);
         let settings = WriterSettings {
@@ -164,6 +175,9 @@ impl AuditLog {
             checkpoint_every_records: config.checkpoint_every_records,
             checkpoint_every: Duration::from_secs(config.checkpoint_every_seconds),
             capacity: config.queue_capacity,
+            fail_closed: config.mode == AuditMode::FailClosed,
+            max_bytes: config.max_bytes,
+            refusal_window: Duration::from_secs(config.refusal_window_seconds),
         };
         let flush_now = Arc::new(Notify::new());
         let task = tokio::spawn(writer::run(
@@ -197,11 +211,55 @@ impl AuditLog {
     }
 
     /// Queues `record`; never waits. A record that does not fit the queue is dropped and
-    /// counted (and in `fail_closed` mode new requests are refused until there is room).
+    /// counted (and in `fail_closed` mode new requests are refused until there is room). In
+    /// `best_effort` mode, a record is also dropped and counted while the audit database is at
+    /// `max_bytes`.
     pub fn record(&self, record: impl Sealable) {
         let Some(inner) = &self.inner else {
             return;
         };
+        if !inner.fail_closed && inner.health.full.load(Ordering::Relaxed) {
+            self.metrics.dropped.inc();
+            self.metrics.dropped_over_budget.inc();
+            inner.health.degrade("audit database at max_bytes");
+            return;
+        }
+        self.queue(inner, record);
+    }
+
+    /// [`record`](Self::record) for maintenance records (a retention purge), which are kept
+    /// even while the database is at `max_bytes`: a purge is what frees the space.
+    pub fn record_maintenance(&self, record: impl Sealable) {
+        if let Some(inner) = &self.inner {
+            self.queue(inner, record);
+        }
+    }
+
+    /// Counts a gateway refusal of a request without a valid credential in its group of the
+    /// current window (see [`super::refusals`]); the group's record is written when the window
+    /// ends, when someone flushes, or at shutdown. `client_ip` renders the address for the
+    /// record (called once per group). Never waits.
+    pub fn refused(&self, refused: &Refused<'_>, client_ip: impl FnOnce() -> String) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        if inner.tx.is_closed() {
+            // Stopped: nobody would write the window any more.
+            self.metrics.dropped.inc();
+            return;
+        }
+        inner.health.refusals.add(refused, client_ip);
+        self.metrics.refusals_aggregated.inc();
+    }
+
+    /// Is the audit database at or over `max_bytes` (as last measured)?
+    pub fn over_budget(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.health.full.load(Ordering::Relaxed))
+    }
+
+    fn queue(&self, inner: &Inner, record: impl Sealable) {
         if inner.tx.try_send(Msg::Record(Box::new(record))).is_err() {
             self.metrics.dropped.inc();
             inner.health.degrade("audit queue full");
@@ -216,7 +274,8 @@ impl AuditLog {
         let Some(inner) = self.inner.as_ref().filter(|i| i.fail_closed) else {
             return Ok(QueuePlace(None));
         };
-        if inner.health.failing.load(Ordering::Relaxed) {
+        if inner.health.failing.load(Ordering::Relaxed) || inner.health.full.load(Ordering::Relaxed)
+        {
             return Err(AuditError::Unavailable);
         }
         // A free place is taken at once; only a full queue sets up the wait.
@@ -246,11 +305,14 @@ impl AuditLog {
         }
     }
 
-    /// Should requests be refused now? Only in `fail_closed` mode, while the last write failed or
-    /// the queue is full. Two atomic reads.
+    /// Should requests be refused now? Only in `fail_closed` mode, while the last write failed,
+    /// the queue is full or the database is at `max_bytes`. Three atomic reads.
     pub fn refusing(&self) -> bool {
         self.inner.as_ref().is_some_and(|i| {
-            i.fail_closed && (i.health.failing.load(Ordering::Relaxed) || i.tx.capacity() == 0)
+            i.fail_closed
+                && (i.health.failing.load(Ordering::Relaxed)
+                    || i.health.full.load(Ordering::Relaxed)
+                    || i.tx.capacity() == 0)
         })
     }
 
@@ -294,8 +356,9 @@ impl AuditLog {
         &self.metrics
     }
 
-    /// Waits until every record queued before this call is committed. Waits as long as the
-    /// store keeps failing; bound it with [`flush_within`](Self::flush_within).
+    /// Waits until every record queued before this call is committed, and the aggregated
+    /// refusals counted so far (their window closes early). Waits as long as the store keeps
+    /// failing; bound it with [`flush_within`](Self::flush_within).
     pub async fn flush(&self) -> Result<(), AuditError> {
         self.send_and_wait(Msg::Flush).await
     }
@@ -321,8 +384,8 @@ impl AuditLog {
             .map_err(|_| AuditError::Timeout(limit))?
     }
 
-    /// Commits everything queued and signs every chain head (within `limit`), then stops the
-    /// writer. Records after this are dropped and counted.
+    /// Commits everything queued and the aggregated refusals, and signs every chain head
+    /// (within `limit`), then stops the writer. Records after this are dropped and counted.
     pub async fn shutdown(&self, limit: Duration) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());

@@ -7,17 +7,22 @@
 //!   the `fail_closed` gate in front of the API.
 //! - [`api`]: `GET /v1/tenants/{tenant}/audit`.
 //! - [`retention`]: the periodic retention purge.
+//! - [`refusals`]: the aggregated gateway refusals of the current window.
 //! - [`signing`]: the signing key checked against the log's chain of keys at start-up.
 //!
 //! What is recorded:
-//! - every admin / verify API request and every gateway request: one `request` /
-//!   `gateway.request` record (kind `request`) with the caller (admin key id as `actor`, or the
-//!   tenant key's id as `key_id`), method, route, status, latency, bytes, client address and
-//!   the decision with its reason code;
+//! - every admin / verify API request and every gateway request with a valid key (or on a public
+//!   route): one `request` / `gateway.request` record (kind `request`) with the caller (admin key
+//!   id as `actor`, or the tenant key's id as `key_id`), method, route, status, latency, bytes,
+//!   client address and the decision with its reason code;
+//! - gateway refusals of requests without a valid credential (no route, a bad path, no or a bad
+//!   key, a blocked address): counted per client address, reason and window into one
+//!   `gateway.refused` record ([`refusals`]), so that such traffic cannot fill the disk;
 //! - authentication: a successful one is folded into its request record (`actor` / `key_id`,
-//!   `data.auth = "success"`); every failure is *also* a record of its own (kind `auth`, action
-//!   `auth.failure`) with the precise reason and the key's non-secret hint, so failures can be
-//!   searched by themselves without doubling the records of every allowed request;
+//!   `data.auth = "success"`); every failure of the API is *also* a record of its own (kind
+//!   `auth`, action `auth.failure`) with the precise reason and the key's non-secret hint, so
+//!   failures can be searched by themselves without doubling the records of every allowed
+//!   request;
 //! - every change (tenants, keys, admin keys) from `ops`, for the HTTP API and the CLI alike, and
 //!   gateway configuration reloads: kind `change`, with `before` / `after` (never a secret or
 //!   hash);
@@ -26,6 +31,7 @@ use std::sync::Arc;
 
 pub mod api;
 pub mod log;
+pub mod refusals;
 pub mod request;
 pub mod retention;
 pub mod signing;

@@ -53,7 +53,7 @@ pub async fn purge(
                     .with("retention_days", days);
                 r.tenant = (chain != SYSTEM_CHAIN).then(|| chain.clone());
                 r.actor = Some(actor.to_owned());
-                log.record(r);
+                log.record_maintenance(r);
                 report.purged.push(p);
             }
             Ok(None) => {}

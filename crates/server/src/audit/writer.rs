@@ -9,6 +9,12 @@
 //! - A flush request is answered once everything queued before it is committed; it also ends
 //!   the writer's linger at once (through a `Notify`, so that records do not wake the writer
 //!   one by one).
+//! - Aggregated gateway refusals ([`super::refusals`]) are taken and sealed by the writer itself at
+//!   the end of each window, with a flush request and at shutdown: they never wait for a place
+//!   in the queue.
+//! - With a disk budget (`max_bytes`), the writer measures the database every
+//!   [`SIZE_CHECK_EVERY`] (its pages in use, a cheap header read, never per record) and sets
+//!   the log's `full` flag: `fail_closed` refuses requests, `best_effort` drops records.
 use std::{
     collections::HashMap,
     sync::{Arc, atomic::Ordering},
@@ -30,7 +36,13 @@ pub(crate) struct WriterSettings {
     pub checkpoint_every_records: u64,
     pub checkpoint_every: Duration,
     pub capacity: usize,
+    pub fail_closed: bool,
+    pub max_bytes: Option<u64>,
+    pub refusal_window: Duration,
 }
+
+/// How often the writer measures the database against `max_bytes`.
+pub(crate) const SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Per chain: what was signed last, and when.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +86,11 @@ pub(crate) async fn run(
     let tick_every = (settings.checkpoint_every / 2).max(Duration::from_secs(1));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let window = settings.refusal_window;
+    let mut window_end = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
+    window_end.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut size = tokio::time::interval(SIZE_CHECK_EVERY);
+    size.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Batch {
         records: Vec::with_capacity(settings.batch_max),
         waiters: Vec::new(),
@@ -84,6 +101,16 @@ pub(crate) async fn run(
             m = rx.recv() => m,
             _ = tick.tick() => {
                 w.commit(&[], Due::Time).await;
+                w.maybe_recover(&rx);
+                continue;
+            }
+            _ = window_end.tick() => {
+                let refusals = w.take_refusals();
+                w.commit(&refusals, Due::CountOrTime).await;
+                continue;
+            }
+            _ = size.tick(), if settings.max_bytes.is_some() => {
+                w.check_size().await;
                 w.maybe_recover(&rx);
                 continue;
             }
@@ -103,6 +130,10 @@ pub(crate) async fn run(
                 () = flush_now.notified() => {}
             }
             batch.fill(&mut rx, settings.batch_max);
+        }
+        if !batch.waiters.is_empty() {
+            // Someone waits for everything recorded so far: the refusals of the window too.
+            batch.records.extend(w.take_refusals());
         }
         w.health
             .metrics
@@ -155,13 +186,68 @@ impl Batch {
 }
 
 impl Writer {
-    /// Ends a degraded episode once writes succeed and the queue is at most half full again
-    /// (not after every batch while drops go on, which would log an episode per batch).
+    /// Ends a degraded episode once writes succeed, the database is under its budget and the
+    /// queue is at most half full again (not after every batch while drops go on, which would
+    /// log an episode per batch).
     fn maybe_recover(&self, rx: &mpsc::Receiver<Msg>) {
         if !self.health.failing.load(Ordering::Relaxed)
+            && !self.health.full.load(Ordering::Relaxed)
             && rx.capacity().saturating_mul(2) >= self.settings.capacity
         {
             self.health.recover();
+        }
+    }
+
+    /// The aggregated refusals of the window now ending, as records to seal; in `best_effort`
+    /// mode while the database is at `max_bytes`, none (they are dropped and counted).
+    fn take_refusals(&self) -> Vec<Box<dyn Sealable>> {
+        let records = self.health.refusals.take();
+        if !self.settings.fail_closed && self.health.full.load(Ordering::Relaxed) {
+            let m = &self.health.metrics;
+            m.dropped.inc_by(records.len() as u64);
+            m.dropped_over_budget.inc_by(records.len() as u64);
+            if !records.is_empty() {
+                self.health.degrade("audit database at max_bytes");
+            }
+            return Vec::new();
+        }
+        records
+            .into_iter()
+            .map(|r| Box::new(r) as Box<dyn Sealable>)
+            .collect()
+    }
+
+    /// Measures the database against `max_bytes` and sets the log's `full` flag.
+    async fn check_size(&self) {
+        let Some(max) = self.settings.max_bytes else {
+            return;
+        };
+        let used = match self.store.used_bytes().await {
+            Ok(Some(used)) => used,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot measure the audit database");
+                return;
+            }
+        };
+        let m = &self.health.metrics;
+        m.store_bytes.set(i64::try_from(used).unwrap_or(i64::MAX));
+        let over = used >= max;
+        m.over_budget.set(i64::from(over));
+        let was = self.health.full.swap(over, Ordering::Relaxed);
+        if over && !was {
+            tracing::error!(
+                used_bytes = used,
+                max_bytes = max,
+                "the audit database reached audit.max_bytes"
+            );
+            self.health.degrade("audit database at max_bytes");
+        } else if was && !over {
+            tracing::warn!(
+                used_bytes = used,
+                max_bytes = max,
+                "the audit database is under audit.max_bytes again"
+            );
         }
     }
 

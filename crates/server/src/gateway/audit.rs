@@ -1,6 +1,10 @@
-//! The gateway's audit records: one `gateway.request` per request, an `auth.failure` per failed
-//! authentication, a `gateway.upload` per measured upload body. Built off the answer path's
-//! critical work (after the response is ready) and handed to the audit queue, which never waits.
+//! The gateway's audit records: one `gateway.request` per request with a valid key or on a
+//! public route, a `gateway.upload` per measured upload body, and the refusals of requests
+//! without a valid credential (no route, a bad path, no or a bad key, a blocked address)
+//! counted into `gateway.refused` aggregates per client address and reason
+//! ([`crate::audit::refusals`]), so that such traffic, which anyone can send, cannot fill the
+//! disk. Built off the answer path's critical work (after the response is ready) and handed to
+//! the audit log, which never waits.
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use axum::{
@@ -8,11 +12,15 @@ use axum::{
     http::{Method, Uri},
 };
 use portcullis_audit::{Body, Decision, Kind, Record, SYSTEM_CHAIN, Sealable, json};
-use portcullis_core::{OffsetDateTime, tenant::TenantId};
+use portcullis_core::OffsetDateTime;
 use serde_json::Value;
 
-use super::{Gateway, upload::UploadFacts};
-use crate::{audit::request as api, cache::CachedKey, config::ClientIpMode};
+use super::{Gateway, headers, upload::UploadFacts};
+use crate::{
+    audit::{QueuePlace, refusals::Refused, request as api},
+    cache::CachedKey,
+    config::ClientIpMode,
+};
 
 /// What the request path learnt for the request's record.
 #[derive(Default)]
@@ -29,6 +37,8 @@ pub(super) struct Facts {
 /// What is known when a request arrives.
 pub(super) struct Started {
     at: Instant,
+    /// The client address (after `trusted_proxies`), also of requests no route matched.
+    client: IpAddr,
     time: OffsetDateTime,
     method: Method,
     /// The request's URI (shared bytes, not copied); the record keeps its path only.
@@ -38,9 +48,10 @@ pub(super) struct Started {
 
 impl Started {
     /// `at`: when the request's handling started (the latency is measured from it).
-    pub fn of(gw: &Gateway, req: &Request, at: Instant) -> Self {
+    pub fn of(gw: &Gateway, peer: IpAddr, req: &Request, at: Instant) -> Self {
         Self {
             at,
+            client: headers::client_ip(peer, req.headers(), &gw.runtime.load().trusted_proxies),
             time: gw.app.clock.precise_now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -176,14 +187,13 @@ impl Sealable for RequestRecord {
 }
 
 /// The `gateway.request` record.
-pub(super) fn request_record(
+fn request_record(
     gw: &Gateway,
-    peer: IpAddr,
     started: Started,
     facts: Facts,
     answer: Answer<'_>,
 ) -> RequestRecord {
-    let client = facts.client.unwrap_or(peer);
+    let client = facts.client.unwrap_or(started.client);
     let client_ip = match gw.app.audit_client_ip {
         ClientIpMode::Store => ClientIp::Seen(portcullis_core::ip::canonical(client)),
         mode => ClientIp::Pseudonym(api::client_ip(
@@ -211,31 +221,55 @@ pub(super) fn request_record(
     }
 }
 
-/// An `auth.failure` record of the gateway: the reason, the key's hint (never the secret), the
-/// route and the client address.
-pub(super) fn auth_failure_record(
+/// Refusals (by their metrics decision label) that happen before any valid credential is known:
+/// counted into aggregates rather than recorded one by one.
+const AGGREGATED: [&str; 5] = [
+    "invalid_path",
+    "route_not_found",
+    "method_not_allowed",
+    "unauthenticated",
+    "blocked",
+];
+
+/// Hands a request's record to the audit log. A refusal of a request without a valid key
+/// (none, an unknown, revoked or expired one, an admin key, a blocked address, no route) is
+/// counted in its `gateway.refused` aggregate (per client address and reason, one record per
+/// window); anything else, and every request with a valid key (allowed, or refused by scope or
+/// limit), is its own `gateway.request` record, in the place reserved at admission.
+pub(super) fn record(
     gw: &Gateway,
-    route: &str,
-    client: IpAddr,
-    reason: &str,
-    owner: Option<&TenantId>,
-    hint: Option<String>,
-) -> Record {
-    let ip = api::client_ip(
-        gw.app.audit_client_ip,
-        &gw.app.pepper,
-        owner.map(TenantId::as_str),
+    place: QueuePlace,
+    started: Started,
+    facts: Facts,
+    answer: Answer<'_>,
+) {
+    let valid_key = facts.key.is_some() && facts.auth_failure.is_none();
+    if valid_key || !AGGREGATED.contains(&answer.outcome) {
+        let r = request_record(gw, started, facts, answer);
+        gw.app.audit.record_in(place, r);
+        return;
+    }
+    // The refused request's place in the queue is given back: its aggregate is written by the
+    // audit writer itself.
+    drop(place);
+    let client = portcullis_core::ip::canonical(facts.client.unwrap_or(started.client));
+    let key = facts.key.as_ref().map(|k| &k.found.key);
+    let tenant = key.map(|k| k.tenant_id.as_str());
+    let authenticating = matches!(answer.outcome, "unauthenticated" | "blocked");
+    let refused = Refused {
         client,
-    );
-    api::auth_failure(
-        gw.app.clock.precise_now(),
-        owner,
-        reason,
-        hint,
-        crate::request_id::current(),
-    )
-    .with("route", route)
-    .with("client_ip", ip)
+        reason: facts.auth_failure.or(answer.code).unwrap_or(answer.outcome),
+        auth: authenticating,
+        key: key.map(|k| (k.tenant_id.as_str(), k.id.as_str())),
+        route: authenticating.then_some(&**answer.route),
+        method: started.method.as_str(),
+        path: started.uri.path(),
+        status: answer.status,
+        time: started.time,
+    };
+    gw.app.audit.refused(&refused, || {
+        api::client_ip(gw.app.audit_client_ip, &gw.app.pepper, tenant, client)
+    });
 }
 
 /// The `gateway.upload` record of an upload's facts (same request id as its `gateway.request`).

@@ -14,7 +14,6 @@ use axum::{
 use portcullis_core::{
     ExposeSecret,
     decision::{self, DecisionCode, Requirements, Subject},
-    tenant::TenantId,
 };
 use portcullis_ratelimit::{Outcome, Quota};
 
@@ -100,7 +99,7 @@ pub async fn handle(
         .app
         .audit
         .enabled()
-        .then(|| audit::Started::of(&gw, &req, start));
+        .then(|| audit::Started::of(&gw, peer.ip(), &req, start));
     let rt = gw.runtime();
     let m = &gw.app.metrics;
     let mut facts = audit::Facts::default();
@@ -128,10 +127,7 @@ pub async fn handle(
             code,
             bytes_out,
         };
-        gw.app.audit.record_in(
-            place,
-            audit::request_record(&gw, peer.ip(), started, facts, answer),
-        );
+        audit::record(&gw, place, started, facts, answer);
     }
     m.gateway_requests
         .get_or_create(&GatewayLabels {
@@ -333,17 +329,10 @@ async fn admit(
             wait,
         ));
     }
-    let audit_failure = |reason: &str, owner: Option<&TenantId>, hint: Option<String>| {
-        if gw.app.audit.enabled() {
-            let r = audit::auth_failure_record(gw, &route.name, client, reason, owner, hint);
-            gw.app.audit.record(r);
-        }
-    };
     let secret = match auth::credential(headers) {
         Ok(s) => s,
         Err(e) => {
             facts.auth_failure = Some(e.code);
-            audit_failure(e.code, None, None);
             return Err(Refusal::new("unauthenticated", e));
         }
     };
@@ -352,7 +341,9 @@ async fn admit(
     let entry = auth::resolve(&gw.app, secret.expose_secret())
         .await
         .map_err(|e| Refusal::new("error", e))?;
-    let fail = |reason: &'static str, owner: Option<&TenantId>| {
+    // The refusal's audit record (aggregated per address and reason) is written by `handle`
+    // from `facts`.
+    let fail = |reason: &'static str| {
         m.auth_failures
             .get_or_create(&crate::metrics::CodeLabel { code: reason })
             .inc();
@@ -364,7 +355,6 @@ async fn admit(
             key_hint = hint.as_deref().unwrap_or("(malformed)"),
             "gateway authentication failed"
         );
-        audit_failure(reason, owner, hint);
         if rt.brute_force.enabled && gw.failures.record_failure(&who, now_ns).is_some() {
             m.brute_force_blocks.inc();
             tracing::warn!(client = %client, "client address blocked after repeated authentication failures");
@@ -376,12 +366,12 @@ async fn admit(
         Entry::Admin(_) => {
             unknown_to_detector(gw, client);
             facts.auth_failure = Some("admin_key_on_gateway");
-            return Err(fail("admin_key_on_gateway", None));
+            return Err(fail("admin_key_on_gateway"));
         }
         Entry::Unknown => {
             unknown_to_detector(gw, client);
             facts.auth_failure = Some("unknown_or_malformed");
-            return Err(fail("unknown_or_malformed", None));
+            return Err(fail("unknown_or_malformed"));
         }
     };
     let owner = key.found.key.tenant_id.clone();
@@ -424,8 +414,7 @@ async fn admit(
     }
     if let Some(reason) = failed {
         facts.auth_failure = Some(reason);
-        let owner = (code != DecisionCode::NotFound).then_some(&owner);
-        return Err(fail(reason, owner));
+        return Err(fail(reason));
     }
     tenant.map_err(|e| Refusal::new("unauthenticated", e))?;
     match code {

@@ -421,4 +421,8 @@ impl AuditStore for SqliteAuditStore {
     async fn purge(&self, chain: &str, anchor: &Checkpoint) -> Result<u64, AuditStoreError> {
         purge::purge(self, chain, anchor).await
     }
+
+    async fn used_bytes(&self) -> Result<Option<u64>, AuditStoreError> {
+        purge::used_bytes(self).await.map(Some)
+    }
 }

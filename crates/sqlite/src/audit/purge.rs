@@ -1,6 +1,10 @@
 //! Retention purge in blocks: whole blocks up to the anchor are deleted, the block holding the
 //! anchor's entry (when the chain goes on after it inside that block) is rewritten without the
 //! purged entries, and the retention checkpoint is stored — all in one transaction.
+//!
+//! The pages a purge frees stay in the file, on SQLite's free list, and later appends reuse them:
+//! [`used_bytes`] (what the log's disk budget measures) counts the pages in use only, so a purge
+//! lowers it at once while the file keeps its size.
 use portcullis_audit::{AuditStoreError, Checkpoint, CheckpointKind, record::micros};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -9,6 +13,22 @@ use super::{
     checkpoints::{backend, clamp, corrupt, seq},
     codec::{self, Entries},
 };
+
+/// Bytes of the database's pages in use: `(page_count - freelist_count) * page_size`, read from
+/// the database header (no table is scanned), as of the last commit.
+pub(super) async fn used_bytes(store: &SqliteAuditStore) -> Result<u64, AuditStoreError> {
+    let r = sqlx::query(
+        "SELECT (SELECT page_count FROM pragma_page_count()), \
+         (SELECT freelist_count FROM pragma_freelist_count()), \
+         (SELECT page_size FROM pragma_page_size())",
+    )
+    .fetch_one(&store.read)
+    .await
+    .map_err(backend)?;
+    let n = |i| r.try_get::<i64, _>(i).map_err(corrupt);
+    let (pages, free, size) = (n(0)?, n(1)?, n(2)?);
+    Ok(u64::try_from(pages.saturating_sub(free).saturating_mul(size)).unwrap_or(0))
+}
 
 pub(super) async fn purge(
     store: &SqliteAuditStore,
