@@ -120,6 +120,14 @@ enum TenantCmd {
         /// (burst defaults to REQUESTS), e.g. 1000/60.
         #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
         rate_limit: Option<RateLimit>,
+        /// Ceiling of the scopes of the tenant's keys: patterns (comma-separated or repeated),
+        /// e.g. invoices:*,files:read. Default: no ceiling.
+        #[arg(long, value_delimiter = ',')]
+        allowed_scopes: Option<Vec<String>>,
+        /// Ceiling of a key's own limit: REQUESTS/SECONDS[:BURST]. Keys created without a limit
+        /// get this one. Default: no ceiling.
+        #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
+        max_key_rate_limit: Option<RateLimit>,
     },
     /// List tenants.
     List,
@@ -430,6 +438,8 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
             key_prefix,
             max_key_lifetime_seconds,
             rate_limit,
+            allowed_scopes,
+            max_key_rate_limit,
         } => {
             let t = ops::create_tenant(
                 ctx,
@@ -439,6 +449,8 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     key_prefix,
                     max_key_lifetime_seconds,
                     rate_limit: rate_limit.map(Into::into),
+                    allowed_scopes,
+                    max_key_rate_limit: max_key_rate_limit.map(Into::into),
                 },
             )
             .await?;
@@ -455,6 +467,8 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     "key_prefix",
                     "max_key_lifetime_seconds",
                     "rate_limit",
+                    "allowed_scopes",
+                    "max_key_rate_limit",
                 ],
             );
         }

@@ -4,10 +4,12 @@
 //! - [`hash`]: the server pepper and the keyed hash (HMAC-SHA256) that is the only form a key is stored in.
 //! - [`tenant`], [`scope`], [`ip`]: validated building blocks of a key record.
 //! - [`ratelimit`]: the rate limit of a key or a tenant.
+//! - [`ceiling`]: the bounds a root admin sets on what a tenant's keys may be given.
 //! - [`decision`]: the pure access decision (key record, request facts, now) → code.
 //! - [`request`]: validation of create / update input shared by the HTTP API and the CLI.
 #![forbid(unsafe_code)]
 
+pub mod ceiling;
 pub mod clock;
 pub mod decision;
 pub mod error;
