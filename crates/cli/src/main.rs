@@ -156,7 +156,8 @@ enum KeyCmd {
         #[arg(long)]
         external_id: Option<String>,
         /// The key's own limit: REQUESTS/SECONDS, or REQUESTS/SECONDS:BURST (burst defaults to
-        /// REQUESTS), e.g. 100/60:20. Without one, the route's rate-limit policy applies.
+        /// REQUESTS), e.g. 100/60:20. It applies with the route's rate-limit policy (the stricter
+        /// wins); without one, the tenant's max_key_rate_limit (if any) is the key's limit.
         #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
         rate_limit: Option<RateLimit>,
     },

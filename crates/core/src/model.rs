@@ -48,7 +48,8 @@ pub struct ApiKey {
     pub ip_allowlist: IpAllowlist,
     pub metadata: Map<String, Value>,
     pub external_id: Option<String>,
-    /// The key's own limit; without one, the route's rate-limit policy applies.
+    /// The key's own limit. The gateway applies it together with the route's rate-limit policy
+    /// (the stricter wins), so it can only tighten the policy.
     pub rate_limit: Option<RateLimit>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

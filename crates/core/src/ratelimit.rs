@@ -1,7 +1,9 @@
 //! Rate limits of keys and tenants: `requests` per `per_seconds`, with bursts of up to `burst`.
 //!
 //! A key's own limit applies to that key; a tenant's limit applies across all its keys. The
-//! gateway enforces both (GCRA); a key without its own limit falls under the route's policy.
+//! gateway enforces both (GCRA), and the route's policy on top of a key's own limit: a key's own
+//! limit can only make the route stricter for that key. A tenant's `max_key_rate_limit` bounds
+//! the own limits of its keys ([`RateLimit::is_within`], see [`crate::ceiling`]).
 //!
 //! In JSON a limit is `{"requests": 100, "per_seconds": 60, "burst": 20}`; `burst` is optional
 //! and defaults to `requests`, unknown fields are rejected. On the command line it is

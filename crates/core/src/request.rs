@@ -212,7 +212,8 @@ pub struct CreateKey {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub external_id: Option<String>,
-    /// The key's own limit; without one, the route's rate-limit policy applies.
+    /// The key's own limit (applied with the route's policy, the stricter wins); default the
+    /// tenant's `max_key_rate_limit`, if any.
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
 }
