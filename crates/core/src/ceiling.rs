@@ -199,6 +199,69 @@ mod tests {
         assert_eq!(check_key(&t, &k), Ok(()));
     }
 
+    fn small_scope() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let seg = prop_oneof![Just("*"), Just("a"), Just("b")];
+        (seg.clone(), seg).prop_map(|(r, a)| format!("{r}:{a}"))
+    }
+
+    fn small_limit() -> impl proptest::strategy::Strategy<Value = RateLimit> {
+        use proptest::prelude::*;
+        (1u32..50, 1u32..5, 1u32..50).prop_map(|(r, p, b)| RateLimit {
+            requests: r,
+            per_seconds: p,
+            burst: b,
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever is asked for, a key that is created is within its tenant's ceilings, and a
+        /// key within them is never refused by them.
+        #[test]
+        fn created_keys_are_within_the_ceilings(
+            allowed in proptest::option::of(proptest::collection::vec(small_scope(), 0..3)),
+            max in proptest::option::of(small_limit()),
+            scopes in proptest::collection::vec(small_scope(), 0..3),
+            own in proptest::option::of(small_limit()),
+        ) {
+            let mut t = tenant("");
+            t.allowed_scopes = allowed.as_deref().map(|a| scope::parse_scopes(a).expect("valid"));
+            t.max_key_rate_limit = max;
+            let input = CreateKey {
+                name: "k".into(),
+                environment: crate::tenant::Environment::Live,
+                scopes: scopes.clone(),
+                expires_at: None,
+                ip_allowlist: vec![],
+                metadata: None,
+                external_id: None,
+                rate_limit: own.map(Into::into),
+            };
+            let parsed = scope::parse_scopes(&scopes).expect("valid");
+            let scopes_ok = t
+                .allowed_scopes
+                .as_ref()
+                .is_none_or(|a| parsed.iter().all(|s| a.iter().any(|p| p.covers(s))));
+            let limit_ok = match (max, own) {
+                (None, _) | (Some(_), None) => true,
+                (Some(m), Some(o)) => o.is_within(&m),
+            };
+            match input.create(&t, &KeyPolicy::default(), datetime!(2026-01-02 00:00 UTC)) {
+                Ok(new) => {
+                    proptest::prop_assert!(scopes_ok && limit_ok);
+                    proptest::prop_assert_eq!(check_key(&t, &new.key), Ok(()));
+                    if let Some(m) = max {
+                        proptest::prop_assert!(new.key.rate_limit.is_some_and(|l| l.is_within(&m)));
+                    }
+                }
+                Err(e) => {
+                    proptest::prop_assert!(e.is_forbidden(), "{e:?}");
+                    proptest::prop_assert!(!(scopes_ok && limit_ok), "{e:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn tenant_ceilings_are_validated_set_and_removed() {
         let now = datetime!(2026-01-03 00:00 UTC);
