@@ -126,6 +126,14 @@ enum TenantCmd {
         /// (burst defaults to REQUESTS), e.g. 1000/60.
         #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
         rate_limit: Option<RateLimit>,
+        /// Ceiling of the scopes of the tenant's keys: patterns (comma-separated or repeated),
+        /// e.g. invoices:*,files:read. Default: no ceiling.
+        #[arg(long, value_delimiter = ',')]
+        allowed_scopes: Option<Vec<String>>,
+        /// Ceiling of a key's own limit: REQUESTS/SECONDS[:BURST]. Keys created without a limit
+        /// get this one. Default: no ceiling.
+        #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
+        max_key_rate_limit: Option<RateLimit>,
     },
     /// List tenants.
     List,
@@ -154,7 +162,8 @@ enum KeyCmd {
         #[arg(long)]
         external_id: Option<String>,
         /// The key's own limit: REQUESTS/SECONDS, or REQUESTS/SECONDS:BURST (burst defaults to
-        /// REQUESTS), e.g. 100/60:20. Without one, the route's rate-limit policy applies.
+        /// REQUESTS), e.g. 100/60:20. It applies with the route's rate-limit policy (the stricter
+        /// wins); without one, the tenant's max_key_rate_limit (if any) is the key's limit.
         #[arg(long, value_name = "REQUESTS/SECONDS[:BURST]", value_parser = parse_rate_limit)]
         rate_limit: Option<RateLimit>,
     },
@@ -442,6 +451,8 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
             key_prefix,
             max_key_lifetime_seconds,
             rate_limit,
+            allowed_scopes,
+            max_key_rate_limit,
         } => {
             let t = ops::create_tenant(
                 ctx,
@@ -451,6 +462,8 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     key_prefix,
                     max_key_lifetime_seconds,
                     rate_limit: rate_limit.map(Into::into),
+                    allowed_scopes,
+                    max_key_rate_limit: max_key_rate_limit.map(Into::into),
                 },
             )
             .await?;
@@ -467,6 +480,8 @@ async fn tenant(ctx: Ctx<'_>, out: &Output, cmd: TenantCmd) -> Result<(), Failur
                     "key_prefix",
                     "max_key_lifetime_seconds",
                     "rate_limit",
+                    "allowed_scopes",
+                    "max_key_rate_limit",
                 ],
             );
         }

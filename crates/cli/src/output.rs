@@ -23,10 +23,11 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// A table cell of field `name`: a rate limit in the form the CLI takes (`100/60:20`), anything
+/// A table cell of field `name`: a rate limit (a key's or tenant's, or a tenant's ceiling) in the
+/// form the CLI takes (`100/60:20`), anything
 /// else by [`cell`].
 fn field_cell(name: &str, v: Option<&Value>) -> String {
-    if name == "rate_limit"
+    if matches!(name, "rate_limit" | "max_key_rate_limit")
         && let Some(limit) = v.and_then(|v| RateLimit::deserialize(v).ok())
     {
         return limit.to_string();

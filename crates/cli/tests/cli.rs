@@ -421,3 +421,71 @@ fn rate_limits_are_set_at_creation_and_shown() {
     let tenants = json_of(&["tenant", "list"]);
     assert_eq!(tenants.as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn tenant_ceilings_bind_the_operator_too() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let run_json = |args: &[&str]| run(&dir, &[&["--output", "json"], args].concat());
+    let (ok, out, err) = run_json(&[
+        "tenant",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--allowed-scopes",
+        "invoices:*,files:read",
+        "--max-key-rate-limit",
+        "100/1:20",
+    ]);
+    assert!(ok, "{err}");
+    let t: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        t["allowed_scopes"],
+        serde_json::json!(["files:read", "invoices:*"])
+    );
+    assert_eq!(
+        t["max_key_rate_limit"],
+        serde_json::json!({"requests": 100, "per_seconds": 1, "burst": 20})
+    );
+    let key = |extra: &[&str]| {
+        let base = [
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "k",
+            "--environment",
+            "live",
+        ];
+        run_json(&[&base[..], extra].concat())
+    };
+    for (extra, code) in [
+        (&["--scopes", "*:*"][..], "scope_not_allowed"),
+        (&["--scopes", "files:*"][..], "scope_not_allowed"),
+        (
+            &["--rate-limit", "1000000/1"][..],
+            "rate_limit_above_ceiling",
+        ),
+    ] {
+        let (ok, _, err) = key(extra);
+        assert!(!ok && err.contains(code), "{extra:?}: {err}");
+    }
+    let (ok, out, err) = key(&["--scopes", "invoices:read"]);
+    assert!(ok, "{err}");
+    let k: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        k["key"]["rate_limit"], t["max_key_rate_limit"],
+        "the ceiling by default"
+    );
+    let (ok, out, _) = run(&dir, &["tenant", "list"]);
+    assert!(ok);
+    assert!(
+        out.contains("ALLOWED_SCOPES")
+            && out.contains("files:read,invoices:*")
+            && out.contains("100/1:20"),
+        "{out}"
+    );
+}

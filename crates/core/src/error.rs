@@ -42,6 +42,12 @@ pub enum ValidationError {
     InvalidAdminScope { index: usize },
     #[error("rate_limit: {0}")]
     InvalidRateLimit(&'static str),
+    /// A key's scope that the tenant's `allowed_scopes` do not contain.
+    #[error("scope #{index} is not within the tenant's allowed_scopes")]
+    ScopeNotAllowed { index: usize },
+    /// A key's own limit that allows more than the tenant's `max_key_rate_limit`.
+    #[error("rate_limit: {0}")]
+    RateLimitAboveCeiling(&'static str),
 }
 
 impl ValidationError {
@@ -62,7 +68,18 @@ impl ValidationError {
             Self::InvalidLifetime => "invalid_lifetime",
             Self::InvalidAdminScope { .. } => "invalid_admin_scope",
             Self::InvalidRateLimit(_) => "invalid_rate_limit",
+            Self::ScopeNotAllowed { .. } => "scope_not_allowed",
+            Self::RateLimitAboveCeiling(_) => "rate_limit_above_ceiling",
         }
+    }
+
+    /// Is this a refusal by a ceiling the vendor set (HTTP 403), rather than malformed input
+    /// (HTTP 400)?
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            Self::ScopeNotAllowed { .. } | Self::RateLimitAboveCeiling(_)
+        )
     }
 }
 

@@ -5,12 +5,14 @@
 //! - [`hash`]: the server pepper and the keyed hash (HMAC-SHA256) that is the only form a key is stored in.
 //! - [`tenant`], [`scope`], [`ip`]: validated building blocks of a key record.
 //! - [`ratelimit`]: the rate limit of a key or a tenant.
+//! - [`ceiling`]: the bounds a root admin sets on what a tenant's keys may be given.
 //! - [`decision`]: the pure access decision (key record, request facts, now) → code.
 //! - [`outbound`]: which hosts and addresses a webhook delivery may reach (public unicast only).
 //! - [`seal`]: secrets the server reads back, sealed at rest (AES-256-GCM, key from the pepper).
 //! - [`request`]: validation of create / update input shared by the HTTP API and the CLI.
 #![forbid(unsafe_code)]
 
+pub mod ceiling;
 pub mod clock;
 pub mod decision;
 pub mod error;

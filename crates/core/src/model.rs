@@ -22,6 +22,13 @@ pub struct Tenant {
     pub max_key_lifetime_seconds: Option<i64>,
     /// Limit of the requests of all the tenant's keys together, if any (set by a root admin).
     pub rate_limit: Option<RateLimit>,
+    /// Ceiling of the scopes of the tenant's keys (set by a root admin): every scope of a key
+    /// must be within one of these patterns. `None`: no ceiling; empty: keys get no scopes.
+    #[serde(default)]
+    pub allowed_scopes: Option<Vec<Scope>>,
+    /// Ceiling of a key's own rate limit (set by a root admin); `None`: no ceiling.
+    #[serde(default)]
+    pub max_key_rate_limit: Option<RateLimit>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -41,7 +48,8 @@ pub struct ApiKey {
     pub ip_allowlist: IpAllowlist,
     pub metadata: Map<String, Value>,
     pub external_id: Option<String>,
-    /// The key's own limit; without one, the route's rate-limit policy applies.
+    /// The key's own limit. The gateway applies it together with the route's rate-limit policy
+    /// (the stricter wins), so it can only tighten the policy.
     pub rate_limit: Option<RateLimit>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -1,7 +1,9 @@
 //! Rate limits of keys and tenants: `requests` per `per_seconds`, with bursts of up to `burst`.
 //!
 //! A key's own limit applies to that key; a tenant's limit applies across all its keys. The
-//! gateway enforces both (GCRA); a key without its own limit falls under the route's policy.
+//! gateway enforces both (GCRA), and the route's policy on top of a key's own limit: a key's own
+//! limit can only make the route stricter for that key. A tenant's `max_key_rate_limit` bounds
+//! the own limits of its keys ([`RateLimit::is_within`], see [`crate::ceiling`]).
 //!
 //! In JSON a limit is `{"requests": 100, "per_seconds": 60, "burst": 20}`; `burst` is optional
 //! and defaults to `requests`, unknown fields are rejected. On the command line it is
@@ -87,6 +89,17 @@ impl RateLimit {
             ));
         }
         Ok(self)
+    }
+
+    /// Does this limit allow no more than `ceiling`, over any span of time?
+    ///
+    /// Both parts must be within: the sustained rate (`requests / per_seconds`, compared
+    /// exactly, without division) and the burst. Then for every span `t` the requests this
+    /// limit admits (about `burst + t × rate`) are no more than the ceiling admits.
+    pub fn is_within(&self, ceiling: &RateLimit) -> bool {
+        let rate = u64::from(self.requests) * u64::from(ceiling.per_seconds);
+        let ceiling_rate = u64::from(ceiling.requests) * u64::from(self.per_seconds);
+        rate <= ceiling_rate && self.burst <= ceiling.burst
     }
 }
 
@@ -250,6 +263,51 @@ mod tests {
         assert!(
             serde_json::from_str::<RateLimit>(r#"{"requests":1,"per_seconds":1,"z":1}"#).is_err()
         );
+    }
+
+    #[test]
+    fn within_a_ceiling() {
+        let ceiling = rl(100, 60, 20);
+        assert!(rl(100, 60, 20).is_within(&ceiling), "equal");
+        assert!(rl(1, 1, 1).is_within(&ceiling), "1/s is 60/min");
+        assert!(!rl(2, 1, 1).is_within(&ceiling), "2/s is 120/min");
+        assert!(
+            rl(200, 120, 20).is_within(&ceiling),
+            "the same rate in a longer window"
+        );
+        assert!(!rl(201, 120, 20).is_within(&ceiling));
+        assert!(!rl(10, 60, 21).is_within(&ceiling), "burst above");
+        assert!(!rl(1_000_000, 1, 1_000_000).is_within(&ceiling));
+        let max = rl(MAX_REQUESTS, 1, MAX_BURST);
+        assert!(max.is_within(&max), "no overflow at the largest values");
+        assert!(!max.is_within(&rl(MAX_REQUESTS, MAX_PER_SECONDS, MAX_BURST)));
+    }
+
+    proptest::proptest! {
+        /// `is_within` means: at no time does the limit admit more than its ceiling. Checked
+        /// against the count a GCRA admits from idle within `t` seconds: `burst` at once, then
+        /// one every `per_seconds / requests` (floor(burst + t × requests / per_seconds)).
+        #[test]
+        fn within_admits_no_more_at_any_time(
+            r in 1u32..2_000, p in 1u32..3_600, b in 1u32..2_000,
+            cr in 1u32..2_000, cp in 1u32..3_600, cb in 1u32..2_000,
+            t in 0u64..100_000,
+        ) {
+            let (limit, ceiling) = (rl(r, p, b), rl(cr, cp, cb));
+            let admitted = |l: RateLimit, t: u64| {
+                u64::from(l.burst) + t * u64::from(l.requests) / u64::from(l.per_seconds)
+            };
+            if limit.is_within(&ceiling) {
+                proptest::prop_assert!(admitted(limit, t) <= admitted(ceiling, t));
+            } else {
+                // Not within: over some span (at once, or a long one) it admits more.
+                let long = u64::from(p) * u64::from(cp) * 2_001;
+                proptest::prop_assert!(
+                    admitted(limit, 0) > admitted(ceiling, 0)
+                        || admitted(limit, long) > admitted(ceiling, long)
+                );
+            }
+        }
     }
 
     #[test]

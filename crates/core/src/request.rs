@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::{
+    ceiling,
     error::{ValidationError, validate_name},
     ids,
     ip::IpAllowlist,
@@ -110,6 +111,12 @@ pub struct CreateTenant {
     /// Limit of all the tenant's keys together.
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
+    /// Ceiling of the scopes of the tenant's keys (patterns).
+    #[serde(default)]
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Ceiling of a key's own rate limit.
+    #[serde(default)]
+    pub max_key_rate_limit: Option<RateLimitInput>,
 }
 
 impl CreateTenant {
@@ -124,6 +131,8 @@ impl CreateTenant {
             },
             max_key_lifetime_seconds: validate_lifetime(self.max_key_lifetime_seconds)?,
             rate_limit: ratelimit::validate_opt(self.rate_limit)?,
+            allowed_scopes: ceiling::validate_allowed_scopes(self.allowed_scopes.as_deref())?,
+            max_key_rate_limit: ratelimit::validate_opt(self.max_key_rate_limit)?,
             created_at: now,
             updated_at: now,
         })
@@ -143,9 +152,26 @@ pub struct UpdateTenant {
     /// Absent: unchanged; `null`: removed; an object: set.
     #[serde(default, deserialize_with = "nullable")]
     pub rate_limit: Option<Option<RateLimitInput>>,
+    /// Absent: unchanged; `null`: no ceiling; a list: set.
+    #[serde(default, deserialize_with = "nullable")]
+    pub allowed_scopes: Option<Option<Vec<String>>>,
+    /// Absent: unchanged; `null`: no ceiling; an object: set.
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_key_rate_limit: Option<Option<RateLimitInput>>,
 }
 
 impl UpdateTenant {
+    /// Does this change touch the vendor's policy over the tenant (its status, key lifetime,
+    /// rate limit or ceilings)? Then only a root admin key may make it: a key bound to the
+    /// tenant could otherwise lift its own suspension or raise its own ceilings.
+    pub fn needs_root(&self) -> bool {
+        self.status.is_some()
+            || self.max_key_lifetime_seconds.is_some()
+            || self.rate_limit.is_some()
+            || self.allowed_scopes.is_some()
+            || self.max_key_rate_limit.is_some()
+    }
+
     pub fn apply(self, t: &mut Tenant, now: OffsetDateTime) -> Result<(), ValidationError> {
         if let Some(n) = self.name {
             t.name = validate_name(&n)?;
@@ -158,6 +184,12 @@ impl UpdateTenant {
         }
         if let Some(r) = self.rate_limit {
             t.rate_limit = ratelimit::validate_opt(r)?;
+        }
+        if let Some(a) = self.allowed_scopes {
+            t.allowed_scopes = ceiling::validate_allowed_scopes(a.as_deref())?;
+        }
+        if let Some(m) = self.max_key_rate_limit {
+            t.max_key_rate_limit = ratelimit::validate_opt(m)?;
         }
         t.updated_at = now;
         Ok(())
@@ -180,7 +212,8 @@ pub struct CreateKey {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub external_id: Option<String>,
-    /// The key's own limit; without one, the route's rate-limit policy applies.
+    /// The key's own limit (applied with the route's policy, the stricter wins); default the
+    /// tenant's `max_key_rate_limit`, if any.
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
 }
@@ -193,7 +226,8 @@ pub struct NewKey {
 }
 
 impl CreateKey {
-    /// Validates the input and generates the key's id and secret.
+    /// Validates the input (the tenant's ceilings included) and generates the key's id and
+    /// secret.
     pub fn create(
         self,
         tenant: &Tenant,
@@ -206,7 +240,7 @@ impl CreateKey {
         let metadata = self.metadata.unwrap_or_default();
         metadata::validate(&metadata)?;
         let external_id = validate_external_id(self.external_id)?;
-        let rate_limit = ratelimit::validate_opt(self.rate_limit)?;
+        let rate_limit = ceiling::key_rate_limit(tenant, ratelimit::validate_opt(self.rate_limit)?);
         let expires_at = resolve_expiry(
             self.expires_at.map(|t| t.0),
             now,
@@ -218,7 +252,7 @@ impl CreateKey {
             self.environment,
         ));
         let hint = key::hint(secret.expose_secret()).unwrap_or_default();
-        Ok(NewKey {
+        let new = NewKey {
             key: ApiKey {
                 id: ids::new_id("key"),
                 tenant_id: tenant.id.clone(),
@@ -237,7 +271,9 @@ impl CreateKey {
                 last_used_at: None,
             },
             secret,
-        })
+        };
+        ceiling::check_key(tenant, &new.key)?;
+        Ok(new)
     }
 }
 
@@ -263,6 +299,7 @@ pub struct UpdateKey {
 }
 
 impl UpdateKey {
+    /// Applies the change; the key must be within its tenant's ceilings afterwards.
     pub fn apply(
         self,
         k: &mut ApiKey,
@@ -298,6 +335,7 @@ impl UpdateKey {
         if let Some(r) = self.rate_limit {
             k.rate_limit = ratelimit::validate_opt(r)?;
         }
+        ceiling::check_key(tenant, k)?;
         k.updated_at = now;
         Ok(())
     }
@@ -384,6 +422,8 @@ mod tests {
             key_prefix: Some("acme".into()),
             max_key_lifetime_seconds: max,
             rate_limit: None,
+            allowed_scopes: None,
+            max_key_rate_limit: None,
         }
         .validate(datetime!(2026-01-01 00:00 UTC))
         .expect("valid")

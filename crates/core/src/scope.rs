@@ -1,5 +1,8 @@
 //! Scopes: `resource:action`, where either segment may be `*` on a granted scope.
 //! Required scopes are all-of. A key created without scopes has none.
+//!
+//! A scope can also be a *pattern* bounding other scopes (a tenant's `allowed_scopes`):
+//! [`Scope::is_within`] says whether every scope one grants is granted by the other.
 use serde::{Deserialize, Serialize};
 
 use crate::{error::ValidationError, limits};
@@ -42,6 +45,24 @@ impl Scope {
         let (rr, ra) = required.parts();
         (gr == "*" || gr == rr) && (ga == "*" || ga == ra)
     }
+
+    /// Is this scope inside `pattern`: does `pattern` grant everything this scope grants?
+    ///
+    /// Segment by segment: a `*` pattern segment contains any segment, a concrete pattern
+    /// segment only itself. A `*` segment of this scope is therefore inside a `*` pattern
+    /// segment only (`invoices:*` is not inside `invoices:read`, `*:*` only inside `*:*`).
+    /// This is [`Scope::covers`] read the other way round, and exactly the set inclusion of the
+    /// concrete scopes both match (a property test checks it).
+    pub fn is_within(&self, pattern: &Scope) -> bool {
+        pattern.covers(self)
+    }
+}
+
+/// The index of the first scope of `scopes` that is inside none of `patterns`, if any.
+pub fn first_outside(scopes: &[Scope], patterns: &[Scope]) -> Option<usize> {
+    scopes
+        .iter()
+        .position(|s| !patterns.iter().any(|p| s.is_within(p)))
 }
 
 impl<'de> Deserialize<'de> for Scope {
@@ -180,7 +201,89 @@ mod tests {
         );
     }
 
+    #[test]
+    fn within_patterns() {
+        assert!(s("invoices:read").is_within(&s("invoices:read")));
+        assert!(s("invoices:read").is_within(&s("invoices:*")));
+        assert!(s("invoices:read").is_within(&s("*:read")));
+        assert!(s("invoices:read").is_within(&s("*:*")));
+        assert!(s("invoices:*").is_within(&s("invoices:*")));
+        assert!(s("invoices:*").is_within(&s("*:*")));
+        assert!(s("*:read").is_within(&s("*:read")));
+        assert!(s("*:*").is_within(&s("*:*")));
+        // A wildcard segment is inside a wildcard pattern segment only.
+        assert!(!s("invoices:*").is_within(&s("invoices:read")));
+        assert!(!s("invoices:*").is_within(&s("*:read")));
+        assert!(!s("*:read").is_within(&s("invoices:*")));
+        assert!(!s("*:*").is_within(&s("invoices:*")));
+        assert!(!s("*:*").is_within(&s("*:read")));
+        assert!(!s("invoices:write").is_within(&s("invoices:read")));
+        assert!(!s("customers:read").is_within(&s("invoices:*")));
+
+        let allowed = vec![s("invoices:*"), s("*:read")];
+        assert_eq!(
+            first_outside(&[s("invoices:write"), s("files:read")], &allowed),
+            None
+        );
+        assert_eq!(
+            first_outside(&[s("files:read"), s("files:write")], &allowed),
+            Some(1)
+        );
+        assert_eq!(first_outside(&[s("*:*")], &allowed), Some(0));
+        assert_eq!(first_outside(&[], &allowed), None);
+        assert_eq!(
+            first_outside(&[s("a:b")], &[]),
+            Some(0),
+            "no patterns: nothing inside"
+        );
+    }
+
+    /// A scope from a small alphabet, so that generated scopes often share segments.
+    fn small_scope() -> impl Strategy<Value = Scope> {
+        let seg = prop_oneof![Just("*"), Just("a"), Just("b"), Just("c")];
+        (seg.clone(), seg).prop_map(|(r, a)| s(&format!("{r}:{a}")))
+    }
+
+    /// Every concrete scope of the small alphabet (plus one no pattern names) that `x` grants.
+    fn granted(x: &Scope) -> Vec<Scope> {
+        let segs = ["a", "b", "c", "d"];
+        segs.iter()
+            .flat_map(|r| segs.iter().map(move |a| s(&format!("{r}:{a}"))))
+            .filter(|c| x.covers(c))
+            .collect()
+    }
+
     proptest! {
+        /// `is_within` is exactly inclusion of what is granted: `a` is inside `p` if and only if
+        /// every concrete scope `a` grants, `p` grants too.
+        #[test]
+        fn within_is_inclusion_of_granted_scopes(a in small_scope(), p in small_scope()) {
+            let included = granted(&a).iter().all(|c| p.covers(c));
+            prop_assert_eq!(a.is_within(&p), included, "{} within {}", a, p);
+        }
+
+        /// Inside is a partial order: reflexive and transitive.
+        #[test]
+        fn within_is_reflexive_and_transitive(a in small_scope(), b in small_scope(), c in small_scope()) {
+            prop_assert!(a.is_within(&a));
+            if a.is_within(&b) && b.is_within(&c) {
+                prop_assert!(a.is_within(&c));
+            }
+        }
+
+        /// A key whose scopes are all inside the patterns can never pass a route requirement
+        /// that the patterns themselves would not pass.
+        #[test]
+        fn scopes_inside_patterns_grant_no_more(
+            scopes in proptest::collection::vec(small_scope(), 0..4),
+            patterns in proptest::collection::vec(small_scope(), 0..4),
+            required in small_scope(),
+        ) {
+            if first_outside(&scopes, &patterns).is_none() && scopes.iter().any(|g| g.covers(&required)) {
+                prop_assert!(patterns.iter().any(|p| p.covers(&required)));
+            }
+        }
+
         #[test]
         fn wildcard_covers_every_concrete_scope(r in "[a-z][a-z0-9_]{0,10}", a in "[a-z][a-z0-9_]{0,10}") {
             let req = s(&format!("{}:{}", r, a));

@@ -60,6 +60,16 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "an admin key can only grant or revoke admin scopes it holds itself",
     ),
     (
+        "scope_not_allowed",
+        403,
+        "a key's scope is not within its tenant's allowed_scopes",
+    ),
+    (
+        "rate_limit_above_ceiling",
+        403,
+        "a key's own rate limit allows more than its tenant's max_key_rate_limit (or is missing under one)",
+    ),
+    (
         "not_found",
         404,
         "no such object (or it belongs to another tenant)",
@@ -335,7 +345,12 @@ impl IntoResponse for ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
-        Self::bad_request(e.code(), e.to_string())
+        let status = if e.is_forbidden() {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, e.code(), e.to_string())
     }
 }
 
@@ -419,12 +434,13 @@ mod tests {
             V::InvalidLifetime,
             V::InvalidAdminScope { index: 0 },
             V::InvalidRateLimit(""),
+            V::ScopeNotAllowed { index: 0 },
+            V::RateLimitAboveCeiling(""),
         ] {
-            assert!(
-                CODES.iter().any(|(c, _, _)| *c == v.code()),
-                "{} not in CODES",
-                v.code()
-            );
+            let listed = CODES.iter().find(|(c, _, _)| *c == v.code());
+            assert!(listed.is_some(), "{} not in CODES", v.code());
+            let status = ApiError::from(v.clone()).status.as_u16();
+            assert_eq!(listed.map(|(_, s, _)| *s), Some(status), "{}", v.code());
         }
     }
 }

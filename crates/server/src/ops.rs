@@ -4,7 +4,7 @@
 //! records carry only the non-secret hint: never a secret, never a hash).
 use axum::http::StatusCode;
 use portcullis_core::{
-    ExposeSecret, OffsetDateTime,
+    ExposeSecret, OffsetDateTime, ceiling,
     hash::Pepper,
     model::{AdminKey, ApiKey, Tenant},
     request::{
@@ -273,6 +273,11 @@ pub async fn roll_key(
         .get_key(tenant, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    // A new secret is only given to a key within its tenant's ceilings (lowered ceilings are
+    // met by an update first).
+    if current.revoked_at.is_none() {
+        ceiling::check_key(&t, &current)?;
+    }
     let (secret, hint) = request::roll_secret(&t, &current);
     let hash = ctx.pepper.hash(secret.expose_secret());
     let rolled = ctx

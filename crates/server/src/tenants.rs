@@ -93,10 +93,9 @@ pub async fn update(
 ) -> Result<Json<Tenant>, ApiError> {
     admin.require("tenants:write")?;
     let id = admin.tenant(&tenant)?;
-    if body.status.is_some() || body.max_key_lifetime_seconds.is_some() || body.rate_limit.is_some()
-    {
+    if body.needs_root() {
         // Policy is the vendor's: a tenant-bound key can neither lift its tenant's suspension,
-        // nor loosen its key lifetime limit, nor change its tenant's rate limit.
+        // nor loosen its key lifetime limit, nor change its tenant's rate limit or ceilings.
         admin.require_root()?;
     }
     let updated = ops::update_tenant(state.ctx(&admin.key.id), &id, body).await?;

@@ -280,3 +280,196 @@ async fn events_until(s: &portcullis_testkit::TestServer, key: &str, key_id: &st
     }
     text
 }
+
+/// Broken function-level authorisation: an admin key bound to a tenant, holding every admin
+/// scope, cannot raise its own tenant's ceilings nor mint or widen a key above them.
+#[tokio::test]
+async fn a_tenant_bound_admin_key_cannot_raise_its_own_ceilings() {
+    let s = spawn().await;
+    let ceilings = json!({
+        "allowed_scopes": ["invoices:*", "files:read"],
+        "max_key_rate_limit": {"requests": 100, "per_seconds": 1, "burst": 20},
+    });
+    let mut body = json!({"id": "tenant-a", "name": "A"});
+    body.as_object_mut()
+        .expect("object")
+        .extend(ceilings.as_object().expect("object").clone());
+    let (st, t) = s
+        .json(Method::POST, "/v1/tenants", &s.root_secret, Some(body))
+        .await;
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(t["allowed_scopes"], json!(["files:read", "invoices:*"]));
+    assert_eq!(t["max_key_rate_limit"]["requests"], 100);
+    let all = ["tenants:read", "tenants:write", "keys:read", "keys:write"];
+    let admin = s.admin_key(Some("tenant-a"), &all).await;
+    let tenant_before = s
+        .json(Method::GET, "/v1/tenants/tenant-a", &admin, None)
+        .await;
+
+    // The ceilings themselves: root only.
+    for patch in [
+        json!({"allowed_scopes": ["*:*"]}),
+        json!({"allowed_scopes": null}),
+        json!({"max_key_rate_limit": {"requests": 1_000_000, "per_seconds": 1}}),
+        json!({"max_key_rate_limit": null}),
+        json!({"name": "renamed", "allowed_scopes": ["invoices:*", "admin:*"]}),
+    ] {
+        let (st, v) = s
+            .json(
+                Method::PATCH,
+                "/v1/tenants/tenant-a",
+                &admin,
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (403, Some("root_admin_required")),
+            "{patch}"
+        );
+    }
+    let (st, v) = s
+        .json(
+            Method::POST,
+            "/v1/tenants",
+            &admin,
+            Some(json!({"id": "tenant-z", "name": "Z", "allowed_scopes": ["*:*"]})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("root_admin_required"))
+    );
+    let tenant_after = s
+        .json(Method::GET, "/v1/tenants/tenant-a", &admin, None)
+        .await;
+    assert_eq!(tenant_before, tenant_after, "ceilings unchanged");
+
+    // Keys above the ceilings: neither minted nor widened.
+    let keys = "/v1/tenants/tenant-a/keys";
+    let create = |extra: Value| {
+        let mut b = json!({"name": "k", "environment": "live"});
+        b.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        s.json(Method::POST, keys, &admin, Some(b))
+    };
+    for (extra, code) in [
+        (json!({"scopes": ["*:*"]}), "scope_not_allowed"),
+        (json!({"scopes": ["*:read"]}), "scope_not_allowed"),
+        (
+            json!({"scopes": ["invoices:read", "admin:all"]}),
+            "scope_not_allowed",
+        ),
+        (json!({"scopes": ["files:*"]}), "scope_not_allowed"),
+        (
+            json!({"rate_limit": {"requests": 1_000_000, "per_seconds": 1}}),
+            "rate_limit_above_ceiling",
+        ),
+        (
+            json!({"rate_limit": {"requests": 10, "per_seconds": 1, "burst": 21}}),
+            "rate_limit_above_ceiling",
+        ),
+        (
+            json!({"rate_limit": {"requests": 6001, "per_seconds": 60, "burst": 1}}),
+            "rate_limit_above_ceiling",
+        ),
+    ] {
+        let (st, v) = create(extra.clone()).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (403, Some(code)),
+            "{extra}: {v}"
+        );
+    }
+    let (st, v) = s.json(Method::GET, keys, &admin, None).await;
+    assert_eq!(
+        (st, v["data"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "nothing minted: {v}"
+    );
+
+    // Within the ceilings: created, with the ceiling as its limit when it asks for none.
+    let (st, v) = create(json!({"scopes": ["invoices:read", "files:read"]})).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["key"]["rate_limit"], t["max_key_rate_limit"]);
+    let id = v["key"]["id"].as_str().expect("id").to_owned();
+    let key = format!("{keys}/{id}");
+    for (patch, code) in [
+        (json!({"scopes": ["*:*"]}), "scope_not_allowed"),
+        (
+            json!({"scopes": ["invoices:*", "billing:read"]}),
+            "scope_not_allowed",
+        ),
+        (
+            json!({"rate_limit": {"requests": 1_000_000, "per_seconds": 1}}),
+            "rate_limit_above_ceiling",
+        ),
+        (json!({"rate_limit": null}), "rate_limit_above_ceiling"),
+    ] {
+        let (st, v) = s
+            .json(Method::PATCH, &key, &admin, Some(patch.clone()))
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (403, Some(code)),
+            "{patch}: {v}"
+        );
+    }
+    let (st, v) = s
+        .json(
+            Method::PATCH,
+            &key,
+            &admin,
+            Some(json!({"scopes": ["invoices:*"]})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["scopes"].clone()),
+        (200, json!(["invoices:*"])),
+        "{v}"
+    );
+
+    // The root admin lowers the ceilings: the key keeps working, but gets no new secret until
+    // it is brought within them.
+    let (st, v) = s
+        .json(
+            Method::PATCH,
+            "/v1/tenants/tenant-a",
+            &s.root_secret,
+            Some(json!({"allowed_scopes": ["invoices:read"]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .json(
+            Method::POST,
+            &format!("{key}/roll"),
+            &admin,
+            Some(json!({"grace_seconds": 0})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("scope_not_allowed")),
+        "{v}"
+    );
+    let (st, v) = s
+        .json(
+            Method::PATCH,
+            &key,
+            &admin,
+            Some(json!({"scopes": ["invoices:read"]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .json(
+            Method::POST,
+            &format!("{key}/roll"),
+            &admin,
+            Some(json!({"grace_seconds": 0})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+}

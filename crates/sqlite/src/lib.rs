@@ -8,7 +8,7 @@
 //! go through a pool of [`READ_CONNECTIONS`] read-only (`query_only`) connections.
 //!
 //! Timestamps are stored as INTEGER unix seconds, scopes / IP allowlists / metadata / rate
-//! limits as JSON TEXT, key hashes as 32-byte BLOBs. A key's secret is never stored.
+//! limits / a tenant's ceilings as JSON TEXT, key hashes as 32-byte BLOBs. A key's secret is never stored.
 #![forbid(unsafe_code)]
 
 use std::{path::Path, time::Duration};
@@ -26,7 +26,7 @@ use sqlx::{
 macro_rules! tenant_columns {
     () => {
         "t.id, t.name, t.status, t.key_prefix, t.max_key_lifetime_seconds, t.created_at, \
-         t.updated_at, t.rate_limit"
+         t.updated_at, t.rate_limit, t.allowed_scopes, t.max_key_rate_limit"
     };
 }
 

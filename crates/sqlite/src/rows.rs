@@ -85,6 +85,10 @@ pub fn tenant(row: &SqliteRow) -> Result<Tenant> {
         created_at: from_ts(get(row, 5)?)?,
         updated_at: from_ts(get(row, 6)?)?,
         rate_limit: rate_limit_at(row, 7)?,
+        allowed_scopes: get::<Option<&str>>(row, 8)?
+            .map(|text| from_json::<Vec<Scope>>(text, "allowed_scopes"))
+            .transpose()?,
+        max_key_rate_limit: rate_limit_at(row, 9)?,
     })
 }
 

@@ -44,7 +44,8 @@ impl Store for SqliteStore {
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
         sqlx::query(
             "INSERT INTO tenants (id, name, status, key_prefix, max_key_lifetime_seconds, \
-             created_at, updated_at, rate_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, updated_at, rate_limit, allowed_scopes, max_key_rate_limit) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(t.id.as_str())
         .bind(&t.name)
@@ -54,6 +55,8 @@ impl Store for SqliteStore {
         .bind(ts(t.created_at))
         .bind(ts(t.updated_at))
         .bind(rows::rate_limit(t.rate_limit.as_ref())?)
+        .bind(t.allowed_scopes.as_ref().map(json).transpose()?)
+        .bind(rows::rate_limit(t.max_key_rate_limit.as_ref())?)
         .execute(&self.write)
         .await
         .map_err(db)?;
@@ -94,12 +97,15 @@ impl Store for SqliteStore {
         normalize_tenant(&mut t);
         sqlx::query(
             "UPDATE tenants SET name = ?, status = ?, max_key_lifetime_seconds = ?, \
-             rate_limit = ?, updated_at = ? WHERE id = ?",
+             rate_limit = ?, allowed_scopes = ?, max_key_rate_limit = ?, updated_at = ? \
+             WHERE id = ?",
         )
         .bind(&t.name)
         .bind(t.status.as_str())
         .bind(t.max_key_lifetime_seconds)
         .bind(rows::rate_limit(t.rate_limit.as_ref())?)
+        .bind(t.allowed_scopes.as_ref().map(json).transpose()?)
+        .bind(rows::rate_limit(t.max_key_rate_limit.as_ref())?)
         .bind(ts(t.updated_at))
         .bind(t.id.as_str())
         .execute(&mut *tx)

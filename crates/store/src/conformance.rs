@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
                 tenant_update_error_writes_nothing,
                 tenant_update_keeps_identity,
                 tenant_missing_not_found,
+                tenant_ceilings_round_trip,
                 key_create_needs_tenant,
                 key_round_trip,
                 key_duplicate_conflicts,
@@ -149,6 +150,8 @@ pub fn tenant(id: &str) -> Tenant {
         key_prefix: Some("acme".to_owned()),
         max_key_lifetime_seconds: None,
         rate_limit: None,
+        allowed_scopes: None,
+        max_key_rate_limit: None,
     }
     .validate(t0())
     .expect("valid tenant")

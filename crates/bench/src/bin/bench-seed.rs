@@ -88,6 +88,8 @@ async fn tenant(store: &SqliteStore, id: &str, now: OffsetDateTime) -> Result<Te
         key_prefix: None,
         max_key_lifetime_seconds: None,
         rate_limit: None,
+        allowed_scopes: None,
+        max_key_rate_limit: None,
     }
     .validate(now)?;
     store.create_tenant(&t).await?;

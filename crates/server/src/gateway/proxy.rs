@@ -466,8 +466,12 @@ async fn admit(
     })
 }
 
-/// The key's limit (its own, or the route's policy), then the tenant's (its own, or the
-/// configured default). Returns the tighter outcome for the headers.
+/// The key's own limit and the route's policy (each counted per key), then the tenant's (its
+/// own, or the configured default). Returns the tighter outcome for the headers.
+///
+/// A key's own limit is set through the admin API, by a root admin or by an admin key bound to
+/// the key's tenant; the route's policy is the operator's. So a key's own limit never replaces
+/// the policy: both apply, and the stricter refuses first.
 fn limit(
     gw: &Gateway,
     rt: &Runtime,
@@ -476,13 +480,14 @@ fn limit(
     now: u64,
 ) -> Result<Option<Shown>, Refusal> {
     let k = &key.found.key;
-    let key_limit = match (k.rate_limit, &route.policy) {
-        (Some(own), _) => Quota::new(own.requests, own.per_seconds, own.burst)
-            .ok()
-            .map(|q| (Arc::<str>::from("key"), q, k.id.clone())),
-        (None, Some(p)) => Some((p.name.clone(), p.quota, format!("{}\u{0}{}", p.name, k.id))),
-        (None, None) => None,
-    };
+    let route_limit = route
+        .policy
+        .as_ref()
+        .map(|p| (p.name.clone(), p.quota, format!("{}\u{0}{}", p.name, k.id)));
+    let key_limit = k
+        .rate_limit
+        .and_then(|own| Quota::new(own.requests, own.per_seconds, own.burst).ok())
+        .map(|q| (Arc::<str>::from("key"), q, k.id.clone()));
     let tenant_limit = key
         .found
         .tenant_rate_limit
@@ -498,6 +503,7 @@ fn limit(
     let mut shown: Option<Shown> = None;
     for (limiter, which, entry) in [
         (&gw.keys, "key", key_limit),
+        (&gw.keys, "key", route_limit),
         (&gw.tenants, "tenant", tenant_limit),
     ] {
         let Some((name, quota, id)) = entry else {

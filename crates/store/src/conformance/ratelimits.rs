@@ -169,6 +169,8 @@ pub async fn tenant_rate_limit_round_trip(store: Arc<dyn Store>) {
         key_prefix: None,
         max_key_lifetime_seconds: None,
         rate_limit: Some(limit(1_000, 60, 1_000).into()),
+        allowed_scopes: None,
+        max_key_rate_limit: None,
     }
     .validate(t0())
     .expect("valid tenant");

@@ -18,6 +18,8 @@ pub async fn tenant_round_trip(store: Arc<dyn Store>) {
     full.key_prefix = "acmezh".to_owned();
     full.max_key_lifetime_seconds = Some(90 * 86_400);
     full.rate_limit = Some(super::limit(1_000_000, 86_400, 1));
+    full.allowed_scopes = Some(vec![super::scope("*:read"), super::scope("invoices:*")]);
+    full.max_key_rate_limit = Some(super::limit(100, 1, 20));
     full.updated_at = at(3_600);
     store.create_tenant(&full).await.expect("create");
     let plain = tenant("plain");
@@ -137,7 +139,7 @@ pub async fn tenant_update_edits_in_transaction(store: Arc<dyn Store>) {
         name: Some("Acme Renamed".to_owned()),
         status: Some(TenantStatus::Suspended),
         max_key_lifetime_seconds: Some(Some(3_600)),
-        rate_limit: None,
+        ..Default::default()
     };
     let updated = store
         .update_tenant(&t.id, Box::new(move |t| patch.apply(t, now)))
@@ -260,4 +262,51 @@ pub async fn tenant_missing_not_found(store: Arc<dyn Store>) {
         .expect("list");
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].created_at, t0());
+}
+
+/// A tenant's ceilings are stored at creation, replaced, kept by edits of other fields, and
+/// removed; an empty `allowed_scopes` (no scopes at all) is not the same as none (no ceiling).
+pub async fn tenant_ceilings_round_trip(store: Arc<dyn Store>) {
+    let t = stored_tenant(store.as_ref(), "acme").await;
+    assert_eq!(
+        (t.allowed_scopes.clone(), t.max_key_rate_limit),
+        (None, None)
+    );
+    let patch = |p: UpdateTenant| {
+        let store = store.clone();
+        let id = t.id.clone();
+        async move {
+            let updated = store
+                .update_tenant(&id, Box::new(move |t| p.apply(t, at(5))))
+                .await
+                .expect("update");
+            let read = store.get_tenant(&id).await.expect("get").expect("found");
+            assert_eq!(read, updated, "read back as written");
+            (read.allowed_scopes, read.max_key_rate_limit)
+        }
+    };
+    let set = UpdateTenant {
+        allowed_scopes: Some(Some(vec!["invoices:*".to_owned(), "files:read".to_owned()])),
+        max_key_rate_limit: Some(Some(super::limit(10, 1, 5).into())),
+        ..Default::default()
+    };
+    let scopes = vec![super::scope("files:read"), super::scope("invoices:*")];
+    let max = Some(super::limit(10, 1, 5));
+    assert_eq!(patch(set).await, (Some(scopes.clone()), max));
+    let rename = UpdateTenant {
+        name: Some("Renamed".to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(patch(rename).await, (Some(scopes), max), "kept");
+    let empty = UpdateTenant {
+        allowed_scopes: Some(Some(vec![])),
+        max_key_rate_limit: Some(None),
+        ..Default::default()
+    };
+    assert_eq!(patch(empty).await, (Some(vec![]), None));
+    let clear = UpdateTenant {
+        allowed_scopes: Some(None),
+        ..Default::default()
+    };
+    assert_eq!(patch(clear).await, (None, None));
 }
