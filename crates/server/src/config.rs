@@ -26,6 +26,8 @@ pub struct Config {
     /// Serve plaintext HTTP on a non-loopback address. Off: plaintext is only served on loopback
     /// (put a TLS-terminating proxy in front, or keep portcullis on 127.0.0.1).
     pub danger_allow_plaintext_listen: bool,
+    /// Timeouts and caps of the admin / verify API listener's connections.
+    pub connections: crate::listen::ConnectionLimits,
     pub cache: CacheConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
@@ -213,6 +215,7 @@ impl Default for Config {
             pepper_file: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             danger_allow_plaintext_listen: false,
+            connections: crate::listen::ConnectionLimits::default(),
             cache: CacheConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
@@ -260,6 +263,9 @@ pub enum ConfigError {
     Parse(String),
     #[error("configuration: {0}")]
     Invalid(&'static str),
+    /// A value out of its range; the message names the key.
+    #[error("configuration: {0}")]
+    OutOfRange(String),
 }
 
 impl Config {
@@ -327,6 +333,8 @@ impl Config {
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return Err(ConfigError::Invalid("log.format must be json or text"));
         }
+        self.connections.validate("connections")?;
+        self.gateway.connections.validate("gateway.connections")?;
         self.audit.validate()?;
         self.events.validate()
     }

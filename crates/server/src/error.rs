@@ -268,6 +268,16 @@ impl ApiError {
         }
     }
 
+    /// 408 `body_timeout`: the client stopped sending its request body (see
+    /// `connections.body_read_timeout_ms`).
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body stopped arriving; send it without long pauses",
+        )
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
     }

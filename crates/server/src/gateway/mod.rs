@@ -39,6 +39,8 @@ pub struct Gateway {
     pub tenants: Limiter<String>,
     /// Failed authentications per client address.
     pub failures: FailureTracker<IpAddr>,
+    /// Timeouts and caps of the gateway listener's connections (fixed at start).
+    pub connections: crate::listen::ConnectionLimits,
     upload_sink: std::sync::RwLock<upload::UploadSink>,
 }
 
@@ -65,6 +67,7 @@ impl Gateway {
                 bf.cooldown_seconds,
                 cfg.limiter_max_keys,
             ),
+            connections: cfg.connections.clone(),
             upload_sink: std::sync::RwLock::new(upload::log_sink()),
         }))
     }
