@@ -87,13 +87,18 @@ async fn closed_within(s: &mut TcpStream, wait: Duration) -> (bool, Vec<u8>) {
 async fn trickle(addr: SocketAddr) -> Duration {
     let start = Instant::now();
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().copied();
+    let head = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+        .iter()
+        .copied();
     for b in head.chain(std::iter::repeat(b'a')) {
         if s.write_all(&[b]).await.is_err() {
             break;
         }
         let (closed, got) = closed_within(&mut s, Duration::from_millis(300)).await;
-        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"), "no answer expected");
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+            "no answer expected"
+        );
         if closed || start.elapsed() > Duration::from_secs(5) {
             break;
         }
@@ -125,7 +130,10 @@ async fn trickled_headers_are_cut_at_the_timeout_while_others_are_served() {
     let (s, _up) = setup(|_| {}).await;
     for (name, addr, path) in listeners(&s) {
         let slow: Vec<_> = (0..3).map(|_| tokio::spawn(trickle(addr))).collect();
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
         let url = format!("http://{addr}{path}");
         let mut served = 0;
         while !slow.iter().all(|t| t.is_finished()) {
@@ -189,7 +197,10 @@ async fn connections_are_capped_per_address_and_in_all() {
         let mut a2 = connect_from("127.0.0.1", addr).await;
         let mut a3 = connect_from("127.0.0.1", addr).await;
         let (closed, got) = closed_within(&mut a3, Duration::from_secs(2)).await;
-        assert!(closed && got.is_empty(), "{name}: the third from one address is closed");
+        assert!(
+            closed && got.is_empty(),
+            "{name}: the third from one address is closed"
+        );
         let mut b1 = connect_from("127.0.0.2", addr).await;
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let (status, _) = exchange(&mut b1, req.as_bytes()).await;
@@ -256,9 +267,8 @@ async fn stalled_request_bodies_are_cut_with_408() {
             let _ = tx.send(Ok(vec![b'x'; 100])).await;
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|x| (x, rx))
-    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let r = s
         .client
         .post(s.gateway_url("/upload/steady"))
@@ -270,8 +280,14 @@ async fn stalled_request_bodies_are_cut_with_408() {
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["body_bytes"], 800);
     let m = support::gateway::metrics(&s).await;
-    assert!(m.contains("listener_body_timeouts_total{listener=\"api\"} 1"), "{m}");
-    assert!(m.contains("listener_body_timeouts_total{listener=\"gateway\"} 1"), "{m}");
+    assert!(
+        m.contains("listener_body_timeouts_total{listener=\"api\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("listener_body_timeouts_total{listener=\"gateway\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -341,7 +357,10 @@ async fn event_streams_are_capped_per_tenant_and_per_key() {
             drop(r);
             break;
         }
-        assert!(Instant::now() < deadline, "closed streams give their places back");
+        assert!(
+            Instant::now() < deadline,
+            "closed streams give their places back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

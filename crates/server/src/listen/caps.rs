@@ -194,6 +194,49 @@ mod tests {
         assert!(caps.open.lock().expect("lock").per_address.is_empty());
     }
 
+    proptest::proptest! {
+        /// Against a model: whatever the order of connects and closes over a few addresses
+        /// (IPv4 and IPv6 in two /64s), a connection is admitted exactly when its address and
+        /// the listener are under their caps, and every place comes back.
+        #[test]
+        fn caps_match_the_model(
+            max_total in 1usize..8,
+            max_per in 1usize..8,
+            ops in proptest::collection::vec((proptest::bool::ANY, 0usize..6), 0..200),
+        ) {
+            const ADDRS: [&str; 6] = [
+                "10.0.0.1", "10.0.0.2", "::ffff:10.0.0.1",
+                "2001:db8::1", "2001:db8::2", "2001:db8:0:1::1",
+            ];
+            let caps = Caps::new(max_total, max_per);
+            let mut held: Vec<(IpAddr, Slot)> = Vec::new();
+            for (connect, i) in ops {
+                if connect {
+                    let a = ip(ADDRS[i]);
+                    let same = held.iter().filter(|(h, _)| address_key(*h) == address_key(a)).count();
+                    let expect = if held.len() >= max_total {
+                        Err(Refused::Total)
+                    } else if same >= max_per {
+                        Err(Refused::PerAddress)
+                    } else {
+                        Ok(())
+                    };
+                    let got = caps.admit(a);
+                    proptest::prop_assert_eq!(got.as_ref().map(|_| ()).map_err(|e| *e), expect);
+                    if let Ok(slot) = got {
+                        held.push((a, slot));
+                    }
+                } else if !held.is_empty() {
+                    held.remove(i % held.len());
+                }
+                proptest::prop_assert_eq!(caps.open(), held.len());
+            }
+            drop(held);
+            proptest::prop_assert_eq!(caps.open(), 0);
+            proptest::prop_assert!(caps.open.lock().expect("lock").per_address.is_empty());
+        }
+    }
+
     #[test]
     fn log_gate_lets_one_line_per_interval() {
         let gate = LogGate::new(Duration::from_secs(3600));
