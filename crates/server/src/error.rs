@@ -73,6 +73,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ),
     ("body_too_large", 413, "the request body is over the limit"),
     (
+        "body_timeout",
+        408,
+        "the client stopped sending its request body for longer than the body-read timeout",
+    ),
+    (
         "unsupported_media_type",
         415,
         "the body must be application/json",
@@ -235,6 +240,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "an internal error; the request id identifies it in the logs",
     ),
     ("service_unavailable", 503, "the store is not reachable"),
+    (
+        "too_many_streams",
+        429,
+        "events: the tenant or the admin key has its maximum of open event streams",
+    ),
     (
         "too_many_subscribers",
         503,
