@@ -410,6 +410,31 @@ mod tests {
     }
 
     #[test]
+    fn connection_sections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "[connections]\nmax_connections = 10\nmax_connections_per_address = 2\n[gateway.connections]\nheader_read_timeout_ms = 2000\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&f)).expect("valid");
+        assert_eq!(c.connections.max_connections, 10);
+        assert_eq!(c.connections.max_connections_per_address, 2);
+        assert_eq!(c.gateway.connections.header_read_timeout_ms, 2_000);
+        assert_eq!(c.gateway.connections.max_connections, 4_096);
+        for bad in [
+            "[connections]\nheader_read_timeout_ms = 0\n",
+            "[connections]\nmax_connections = 10\nmax_connections_per_address = 11\n",
+            "[gateway.connections]\nmax_header_bytes = 100\n",
+            "[gateway.connections]\nbogus = 1\n",
+        ] {
+            std::fs::write(&f, bad).expect("write");
+            assert!(Config::load(Some(&f)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn audit_section() {
         let c = Config::default();
         assert!(c.audit.enabled);
