@@ -35,7 +35,13 @@ async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     }
     axum::body::to_bytes(req.into_body(), state.max_body_bytes)
         .await
-        .map_err(|_| too_large())
+        .map_err(|e| {
+            if crate::listen::body::is_body_timeout(&e) {
+                ApiError::body_timeout()
+            } else {
+                too_large()
+            }
+        })
 }
 
 fn is_json(req: &Request) -> bool {

@@ -30,6 +30,8 @@ pub struct Config {
     /// addresses) for the client address of audit records. Empty: the socket peer, always. The
     /// gateway has its own, `gateway.trusted_proxies`.
     pub trusted_proxies: Vec<String>,
+    /// Timeouts and caps of the admin / verify API listener's connections.
+    pub connections: crate::listen::ConnectionLimits,
     pub cache: CacheConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
@@ -249,6 +251,7 @@ impl Default for Config {
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             danger_allow_plaintext_listen: false,
             trusted_proxies: Vec::new(),
+            connections: crate::listen::ConnectionLimits::default(),
             cache: CacheConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
@@ -297,6 +300,9 @@ pub enum ConfigError {
     Parse(String),
     #[error("configuration: {0}")]
     Invalid(&'static str),
+    /// A value out of its range; the message names the key.
+    #[error("configuration: {0}")]
+    OutOfRange(String),
 }
 
 impl Config {
@@ -374,6 +380,8 @@ impl Config {
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return Err(ConfigError::Invalid("log.format must be json or text"));
         }
+        self.connections.validate("connections")?;
+        self.gateway.connections.validate("gateway.connections")?;
         self.audit.validate()?;
         self.events.validate()
     }
@@ -456,6 +464,31 @@ mod tests {
         for bad in [
             "trusted_proxies = [\"10.0.0.0/33\"]\n",
             "[gateway]\nrewrite_headers = \"drop\"\n",
+        ] {
+            std::fs::write(&f, bad).expect("write");
+            assert!(Config::load(Some(&f)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_sections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "[connections]\nmax_connections = 10\nmax_connections_per_address = 2\n[gateway.connections]\nheader_read_timeout_ms = 2000\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&f)).expect("valid");
+        assert_eq!(c.connections.max_connections, 10);
+        assert_eq!(c.connections.max_connections_per_address, 2);
+        assert_eq!(c.gateway.connections.header_read_timeout_ms, 2_000);
+        assert_eq!(c.gateway.connections.max_connections, 4_096);
+        for bad in [
+            "[connections]\nheader_read_timeout_ms = 0\n",
+            "[connections]\nmax_connections = 10\nmax_connections_per_address = 11\n",
+            "[gateway.connections]\nmax_header_bytes = 100\n",
+            "[gateway.connections]\nbogus = 1\n",
         ] {
             std::fs::write(&f, bad).expect("write");
             assert!(Config::load(Some(&f)).is_err(), "{bad}");

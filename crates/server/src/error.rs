@@ -88,6 +88,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ),
     ("body_too_large", 413, "the request body is over the limit"),
     (
+        "body_timeout",
+        408,
+        "the client stopped sending its request body for longer than the body-read timeout",
+    ),
+    (
         "unsupported_media_type",
         415,
         "the body must be application/json",
@@ -261,6 +266,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ),
     ("service_unavailable", 503, "the store is not reachable"),
     (
+        "too_many_streams",
+        429,
+        "events: the tenant or the admin key has its maximum of open event streams",
+    ),
+    (
         "too_many_subscribers",
         503,
         "events: too many event streams are open; retry later",
@@ -291,6 +301,16 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// 408 `body_timeout`: the client stopped sending its request body (see
+    /// `connections.body_read_timeout_ms`).
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body stopped arriving; send it without long pauses",
+        )
     }
 
     pub fn not_found() -> Self {

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod gateway;
 pub mod health;
 pub mod keys;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod no_store;

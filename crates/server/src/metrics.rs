@@ -92,6 +92,8 @@ pub struct Metrics {
     pub brute_force_refused: Counter,
     pub brute_force_blocks: Counter,
     pub gateway_open_connections: Gauge,
+    /// The listeners' connection metrics (both the API's and the gateway's).
+    pub listeners: crate::listen::ListenerMetrics,
     pub audit: AuditMetrics,
     /// The event pipeline's handles ([`crate::events::Events`] takes clones of them).
     pub events: crate::events::EventsMetrics,
@@ -297,6 +299,8 @@ impl Metrics {
             "Open client connections of the gateway listener",
             gateway_open_connections.clone(),
         );
+        let listeners = crate::listen::ListenerMetrics::default();
+        listeners.register(&mut registry);
         audit.register(&mut registry);
         let events = crate::events::EventsMetrics::default();
         events.register(&mut registry);
@@ -311,6 +315,7 @@ impl Metrics {
             brute_force_refused,
             brute_force_blocks,
             gateway_open_connections,
+            listeners,
             http_requests,
             http_duration,
             verify_decisions,

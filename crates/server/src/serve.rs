@@ -1,5 +1,5 @@
 //! Running the server: bind, serve, shut down gracefully, flush pending usage.
-use std::{future::Future, future::IntoFuture, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 
@@ -7,10 +7,8 @@ pub use crate::logging::init_logging;
 
 use crate::{
     app,
-    gateway::{
-        self, Gateway,
-        listener::{CountingListener, Peer},
-    },
+    gateway::{self, Gateway, listener::Peer},
+    listen::{self, Listen},
     state::AppState,
 };
 
@@ -78,22 +76,30 @@ pub async fn serve_all(
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));
         #[cfg(unix)]
         tasks.push(spawn_reloader(g.gateway.clone(), g.config_file.clone()));
-        let open = state.metrics.gateway_open_connections.clone();
-        let listener = CountingListener::new(g.listener, open);
-        let app = gateway::router(g.gateway).into_make_service_with_connect_info::<Peer>();
-        tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        )
+        let listen = Listen {
+            name: "gateway",
+            listener: g.listener,
+            limits: g.gateway.connections.clone(),
+            router: gateway::router(g.gateway),
+            metrics: state.metrics.listeners.clone(),
+            extra_gauge: Some(state.metrics.gateway_open_connections.clone()),
+            connect_info: Peer,
+        };
+        tokio::spawn(listen::serve(listen, stopped(stop_rx.clone())))
     });
-    let router =
-        app::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(stopped(stop_rx))
-        .await;
+    let api = Listen {
+        name: "api",
+        listener,
+        limits: state.connections.clone(),
+        router: app::router(state.clone()),
+        metrics: state.metrics.listeners.clone(),
+        extra_gauge: None,
+        connect_info: |addr: SocketAddr| addr,
+    };
+    listen::serve(api, stopped(stop_rx)).await;
+    let result: std::io::Result<()> = Ok(());
     let gateway_result = match gateway_server {
-        Some(h) => h.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        Some(h) => h.await.map_err(std::io::Error::other),
         None => Ok(()),
     };
     for t in tasks {

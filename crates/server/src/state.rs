@@ -39,6 +39,8 @@ pub struct Shared {
     pub usage: UsageRecorder,
     pub policy: KeyPolicy,
     pub max_body_bytes: usize,
+    /// Timeouts and caps of the API listener's connections.
+    pub connections: crate::listen::ConnectionLimits,
     /// The audit log (a disabled one unless built with [`AppState::with_audit`]).
     pub audit: AuditLog,
     /// How client addresses go into audit records.
@@ -83,6 +85,7 @@ impl AppState {
             usage: UsageRecorder::default(),
             policy: config.key_policy(),
             max_body_bytes: config.max_body_bytes,
+            connections: config.connections.clone(),
             audit,
             audit_client_ip: config.audit.client_ip,
             // Checked by `Config::validate`; a configuration that skipped it trusts no peer.

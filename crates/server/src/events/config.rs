@@ -63,6 +63,10 @@ pub struct SseConfig {
     pub retry_ms: u64,
     /// Open streams, at most (503 beyond).
     pub max_subscribers: usize,
+    /// Open streams reading one tenant, at most (429 `too_many_streams` beyond).
+    pub max_per_tenant: usize,
+    /// Open streams of one admin key, at most (429 `too_many_streams` beyond).
+    pub max_per_key: usize,
 }
 
 impl Default for EventsConfig {
@@ -100,6 +104,8 @@ impl Default for SseConfig {
             heartbeat_seconds: 15,
             retry_ms: 3_000,
             max_subscribers: 10_000,
+            max_per_tenant: 100,
+            max_per_key: 10,
         }
     }
 }
@@ -143,6 +149,16 @@ impl EventsConfig {
         if !(1..=1_000_000).contains(&self.sse.max_subscribers) {
             return Err(ConfigError::Invalid(
                 "events.sse.max_subscribers must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.sse.max_per_tenant) {
+            return Err(ConfigError::Invalid(
+                "events.sse.max_per_tenant must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.sse.max_per_key) {
+            return Err(ConfigError::Invalid(
+                "events.sse.max_per_key must be between 1 and 1000000",
             ));
         }
         if !(1..=86_400).contains(&self.nats.duplicate_window_seconds) {

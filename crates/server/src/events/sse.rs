@@ -12,10 +12,15 @@
 //! shutdown (reason `shutdown`), when the backend fails (reason `unavailable`), and within the
 //! change feed's poll interval when the stream's admin key is revoked (reason `revoked`) or no
 //! longer allows the stream (reason `forbidden`: `events:read` or its tenant binding changed).
+//!
+//! Open streams are capped in all (`max_subscribers`, 503 `too_many_subscribers`), per tenant
+//! read (`max_per_tenant`) and per admin key (`max_per_key`), both 429 `too_many_streams`: one
+//! tenant or one key cannot take every place.
 use std::{
+    collections::HashMap,
     convert::Infallible,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -63,6 +68,7 @@ pub struct EventsQuery {
 #[derive(Debug, Clone)]
 pub struct Streams {
     open: Arc<AtomicUsize>,
+    owners: Arc<Mutex<Owners>>,
     closing: Arc<watch::Sender<bool>>,
 }
 
@@ -70,9 +76,90 @@ impl Default for Streams {
     fn default() -> Self {
         Self {
             open: Arc::default(),
+            owners: Arc::default(),
             closing: Arc::new(watch::channel(false).0),
         }
     }
+}
+
+/// Open streams per tenant read and per admin key (entries at zero are removed).
+#[derive(Debug, Default)]
+struct Owners {
+    tenants: HashMap<String, usize>,
+    keys: HashMap<String, usize>,
+}
+
+/// One open stream's place among its tenant's and its key's; given back when dropped.
+#[derive(Debug)]
+struct OwnerPlace {
+    owners: Arc<Mutex<Owners>>,
+    tenant: Option<String>,
+    key: String,
+}
+
+/// The per-tenant and per-key caps of open streams.
+#[derive(Debug, Clone, Copy)]
+struct OwnerCaps {
+    per_tenant: usize,
+    per_key: usize,
+}
+
+impl OwnerPlace {
+    /// A place for a stream of `key` reading `tenant` (`None`: every tenant), unless one of
+    /// them has its cap of open streams.
+    fn take(streams: &Streams, tenant: Option<&str>, key: &str, caps: OwnerCaps) -> Option<Self> {
+        let mut o = streams.owners.lock().unwrap_or_else(|e| e.into_inner());
+        if o.keys.get(key).is_some_and(|n| *n >= caps.per_key) {
+            return None;
+        }
+        if let Some(t) = tenant
+            && o.tenants.get(t).is_some_and(|n| *n >= caps.per_tenant)
+        {
+            return None;
+        }
+        *o.keys.entry(key.to_owned()).or_insert(0) += 1;
+        if let Some(t) = tenant {
+            *o.tenants.entry(t.to_owned()).or_insert(0) += 1;
+        }
+        Some(Self {
+            owners: streams.owners.clone(),
+            tenant: tenant.map(str::to_owned),
+            key: key.to_owned(),
+        })
+    }
+}
+
+fn give_back(map: &mut HashMap<String, usize>, name: &str) {
+    if let Some(n) = map.get_mut(name) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(name);
+        }
+    }
+}
+
+impl Drop for OwnerPlace {
+    fn drop(&mut self) {
+        let mut o = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        give_back(&mut o.keys, &self.key);
+        if let Some(t) = &self.tenant {
+            give_back(&mut o.tenants, t);
+        }
+    }
+}
+
+fn too_many_streams(retry_ms: u64) -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_streams",
+        "this tenant or this key has as many event streams open as it may; close one first",
+    )
+    .into_response();
+    let secs = retry_ms.div_ceil(1_000).max(1);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 impl super::Events {
@@ -184,6 +271,14 @@ pub async fn stream(
         return Err(ApiError::not_found());
     };
     let sse = &config.sse;
+    let caps = OwnerCaps {
+        per_tenant: sse.max_per_tenant,
+        per_key: sse.max_per_key,
+    };
+    let tenant = scope.tenant.as_ref().map(|t| t.as_str());
+    let Some(owner) = OwnerPlace::take(&events.streams, tenant, &admin.key.id, caps) else {
+        return Ok(too_many_streams(sse.retry_ms));
+    };
     let closing = events.streams.closing.subscribe();
     let place = match Place::take(
         &events.streams,
@@ -219,7 +314,7 @@ pub async fn stream(
         retry: Some(Duration::from_millis(sse.retry_ms)),
         done: false,
         overflows: events.metrics().sse_overflows.clone(),
-        _place: place,
+        _place: (place, owner),
     };
     let frames = futures_util::stream::unfold(feed, Feed::step);
     let keep_alive = KeepAlive::new()
@@ -247,7 +342,7 @@ struct Feed {
     /// The last frame (a `reconnect`) was sent.
     done: bool,
     overflows: Counter,
-    _place: Place,
+    _place: (Place, OwnerPlace),
 }
 
 impl Feed {
@@ -411,6 +506,32 @@ mod tests {
             );
         }
         assert!(last_event_id(&headers(&["1", "2"])).is_err());
+    }
+
+    #[test]
+    fn owner_places_are_bounded_per_tenant_and_key() {
+        let streams = Streams::default();
+        let caps = OwnerCaps {
+            per_tenant: 2,
+            per_key: 2,
+        };
+        let a = OwnerPlace::take(&streams, Some("acme"), "k1", caps).expect("a");
+        let _b = OwnerPlace::take(&streams, Some("beta"), "k1", caps).expect("b");
+        assert!(
+            OwnerPlace::take(&streams, None, "k1", caps).is_none(),
+            "k1 has two"
+        );
+        let _c = OwnerPlace::take(&streams, Some("acme"), "k2", caps).expect("c");
+        assert!(
+            OwnerPlace::take(&streams, Some("acme"), "k3", caps).is_none(),
+            "acme has two"
+        );
+        let _d = OwnerPlace::take(&streams, None, "k3", caps).expect("global: no tenant cap");
+        drop(a);
+        let _e = OwnerPlace::take(&streams, Some("acme"), "k1", caps).expect("given back");
+        drop((_b, _c, _d, _e));
+        let o = streams.owners.lock().expect("lock");
+        assert!(o.keys.is_empty() && o.tenants.is_empty());
     }
 
     #[test]

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct GatewayConfig {
     /// Address of the proxy listener (separate from the admin / verify API's `listen`).
     pub listen: Option<SocketAddr>,
+    /// Timeouts and caps of the gateway listener's connections (read at start, not on reload).
+    pub connections: crate::listen::ConnectionLimits,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses). Empty: the socket peer is
     /// the client, always.
     pub trusted_proxies: Vec<String>,
@@ -37,6 +39,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: None,
+            connections: crate::listen::ConnectionLimits::default(),
             trusted_proxies: Vec::new(),
             rewrite_headers: super::rewrite::RewriteMode::Strip,
             rate_limit_headers: true,

@@ -44,6 +44,8 @@ pub struct Gateway {
     pub tenants: Limiter<String>,
     /// Failed authentications per client address.
     pub failures: FailureTracker<IpAddr>,
+    /// Timeouts and caps of the gateway listener's connections (fixed at start).
+    pub connections: crate::listen::ConnectionLimits,
     upload_sink: std::sync::RwLock<upload::UploadSink>,
     /// The scheme of the gateway listener: `X-Forwarded-Proto` and `Forwarded: proto=` for
     /// clients that are not trusted proxies. Plaintext HTTP until the listener terminates TLS.
@@ -73,6 +75,7 @@ impl Gateway {
                 bf.cooldown_seconds,
                 cfg.limiter_max_keys,
             ),
+            connections: cfg.connections.clone(),
             upload_sink: std::sync::RwLock::new(upload::log_sink()),
             scheme: headers::Scheme::Http,
         }))

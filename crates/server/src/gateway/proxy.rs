@@ -723,6 +723,10 @@ async fn send(
             ))
         }
         Ok(Err(_)) if exceeded.get() => Err(too_large()),
+        Ok(Err(e)) if crate::listen::body::is_body_timeout(&e) => Err(Refusal::new(
+            "body_timeout",
+            crate::error::ApiError::body_timeout(),
+        )),
         Ok(Err(e)) => {
             tracing::warn!(
                 route = &*route.name,
