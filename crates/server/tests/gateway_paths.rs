@@ -262,4 +262,17 @@ async fn no_disguise_of_admin_reaches_the_upstream_without_its_scope() {
     // The public route still serves what is under it.
     let (status, v) = raw_get(addr, "/status/%68ealth", None).await;
     assert_eq!((status, &v["path"]), (200, &json!("/status/health")), "{v}");
+    // The audit record shows the path that was authorised and forwarded.
+    let recorded: Vec<String> = s
+        .audit_records("acme")
+        .await
+        .iter()
+        .filter(|r| r.action == "gateway.request")
+        .filter_map(|r| r.data.get("path")?.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        recorded.iter().any(|p| p == "/admin/~/a%3F"),
+        "{recorded:?}"
+    );
+    assert!(!recorded.iter().any(|p| p.contains("%61")), "{recorded:?}");
 }

@@ -32,6 +32,9 @@ pub(super) struct Facts {
     pub key: Option<Arc<CachedKey>>,
     /// The precise reason an authentication failed (the answer says `invalid_api_key`).
     pub auth_failure: Option<&'static str>,
+    /// The canonical path that was routed and forwarded, when it differs from the one the client
+    /// sent (the record shows what was authorised).
+    pub canonical_path: Option<Box<str>>,
 }
 
 /// What is known when a request arrives.
@@ -84,6 +87,8 @@ pub(super) struct RequestRecord {
     method: Method,
     route: Arc<str>,
     uri: Uri,
+    /// The routed path when it differs from `uri`'s.
+    canonical_path: Option<Box<str>>,
     status: u16,
     outcome: &'static str,
     latency_us: u64,
@@ -171,7 +176,10 @@ impl Sealable for RequestRecord {
             data: Some(Details {
                 method: self.method.as_str(),
                 route: &self.route,
-                path: self.uri.path(),
+                path: self
+                    .canonical_path
+                    .as_deref()
+                    .unwrap_or_else(|| self.uri.path()),
                 status: self.status,
                 outcome: self.outcome,
                 latency_us: self.latency_us,
@@ -211,6 +219,7 @@ fn request_record(
         method: started.method,
         route: answer.route.clone(),
         uri: started.uri,
+        canonical_path: facts.canonical_path,
         status: answer.status,
         outcome: answer.outcome,
         latency_us: u64::try_from(started.at.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -313,6 +322,7 @@ mod tests {
             method: Method::PATCH,
             route: Arc::from("orders \"eu\""),
             uri: Uri::from_static("/v1/orders/7?x=1"),
+            canonical_path: None,
             status: 403,
             outcome: "forbidden",
             latency_us: 1234,

@@ -163,6 +163,9 @@ async fn forward(
         Err(r) => return (None, Err(r)),
     };
     let name = Some(route.name.clone());
+    if gw.app.audit.enabled() {
+        facts.canonical_path = forwarded.as_deref().map(Box::from);
+    }
     let client = headers::client_ip(peer, req.headers(), &rt.trusted_proxies);
     facts.client = Some(client);
     let admitted = if route.public {
