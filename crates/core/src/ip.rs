@@ -67,6 +67,19 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The unit in which per-client limits count a client (failed authentications, connections): an
+/// IPv4 address (an IPv4-mapped IPv6 address counts as its IPv4 address), or an IPv6 /64 — one
+/// host commonly holds a whole /64, so counting single IPv6 addresses would set no limit at all.
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +88,20 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
+    }
+
+    #[test]
+    fn client_groups_are_ipv4_addresses_and_ipv6_64s() {
+        assert_eq!(
+            client_group(ip("2001:db8:1:2:aaaa::1")),
+            client_group(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            client_group(ip("2001:db8:1:2::1")),
+            client_group(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_group(ip("192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(client_group(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
     }
 
     #[test]

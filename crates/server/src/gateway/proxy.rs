@@ -263,18 +263,6 @@ fn rewrite_policy(rt: &Runtime, peer_trusted: bool, headers: &HeaderMap) -> Resu
     }
 }
 
-/// Failures are counted per IPv4 address and per IPv6 /64 (one host commonly holds a whole /64,
-/// so counting single IPv6 addresses would let it guess without limit).
-fn failure_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-    }
-}
-
 /// Tells the anomaly detector of a credential that resolved to no key (counts towards the
 /// client address's failure bursts).
 fn unknown_to_detector(gw: &Gateway, client: IpAddr) {
@@ -320,7 +308,8 @@ async fn admit(
 ) -> Result<Admitted, Refusal> {
     let m = &gw.app.metrics;
     let now_ns = gw.now_nanos();
-    let who = failure_key(client);
+    // Counted per IPv4 address and per IPv6 /64.
+    let who = portcullis_core::ip::client_group(client);
     if rt.brute_force.enabled
         && let Some(wait) = gw.failures.blocked(&who, now_ns)
     {
@@ -759,17 +748,6 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_group_ipv6_by_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
-        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
-        assert_eq!(failure_key(a), failure_key(b));
-        assert_ne!(failure_key(a), failure_key(c));
-        let v4: IpAddr = "192.0.2.1".parse().expect("ip");
-        assert_eq!(failure_key(v4), v4);
-    }
 
     #[test]
     fn host_without_port() {

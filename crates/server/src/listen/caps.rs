@@ -3,7 +3,7 @@
 //! accepted; refusals are counted and logged at most once per interval per listener.
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv6Addr},
+    net::IpAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -25,17 +25,6 @@ impl Refused {
         match self {
             Refused::Total => "max_connections",
             Refused::PerAddress => "max_connections_per_address",
-        }
-    }
-}
-
-/// The address a per-address cap counts: IPv4 (IPv4-mapped IPv6 too) as is, IPv6 by its /64.
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
     }
 }
@@ -72,7 +61,7 @@ impl Caps {
 
     /// Takes a place for a connection from `ip`, or says which cap it is over.
     pub fn admit(&self, ip: IpAddr) -> Result<Slot, Refused> {
-        let key = address_key(ip);
+        let key = portcullis_core::ip::client_group(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max_total {
             return Err(Refused::Total);
@@ -150,6 +139,7 @@ impl LogGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_core::ip::client_group;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
@@ -213,7 +203,7 @@ mod tests {
             for (connect, i) in ops {
                 if connect {
                     let a = ip(ADDRS[i]);
-                    let same = held.iter().filter(|(h, _)| address_key(*h) == address_key(a)).count();
+                    let same = held.iter().filter(|(h, _)| client_group(*h) == client_group(a)).count();
                     let expect = if held.len() >= max_total {
                         Err(Refused::Total)
                     } else if same >= max_per {
