@@ -103,16 +103,7 @@ async fn revoked_and_expired_keys_are_401_before_tenant_and_environment_checks()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_admin_key_is_401_before_its_tenant_header_is_read() {
     let (s, _up) = setup(100).await;
-    let admin = s.admin_key(Some("acme"), &["keys:read"]).await;
-    let id = s
-        .store
-        .list_admin_keys()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|k| k.tenant_id.is_some())
-        .expect("bound key")
-        .id;
+    let (id, admin) = s.admin_key_with_id(Some("acme"), &["keys:read"]).await;
     // Revoked before it was ever used (nothing cached).
     s.store
         .revoke_admin_key(&id, s.clock.now())
@@ -156,17 +147,6 @@ async fn attempts_with_dead_keys_count_towards_the_brute_force_throttle() {
     assert_eq!((st, code(&v)), (429, "too_many_failed_attempts"), "{v}");
 }
 
-/// A GET sent byte for byte, so the target reaches the server exactly as written.
-async fn raw_get(addr: std::net::SocketAddr, target: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    conn.read_to_string(&mut out).await.expect("read");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_in_urls_are_refused_however_encoded_and_never_recorded() {
     let (s, up) = setup(1_000).await;
@@ -190,7 +170,7 @@ async fn keys_in_urls_are_refused_however_encoded_and_never_recorded() {
     targets.push(format!("/v1/things/{lower}"));
     for target in &targets {
         for addr in [s.gateway_addr.expect("gateway"), s.addr] {
-            let resp = raw_get(addr, target).await;
+            let resp = support::raw::get(addr, target).await;
             assert!(resp.starts_with("HTTP/1.1 400"), "{target}: {resp}");
             assert!(resp.contains("api_key_in_query"), "{target}: {resp}");
         }

@@ -73,50 +73,6 @@ async fn setup(adjust: impl FnOnce(&mut GatewayConfig) + Send) -> (TestServer, U
     (server, up, secret)
 }
 
-/// A GET sent byte for byte, so the path reaches the gateway exactly as written.
-async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    conn.read_to_string(&mut out).await.expect("read");
-    out
-}
-
-/// A request sent byte for byte (header names keep the case written), on a connection that closes
-/// after the answer: (status, JSON body).
-async fn raw_request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    conn.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    conn.read_to_string(&mut out).await.expect("read");
-    let status = out
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {out}"));
-    let (head, body) = out.split_once("\r\n\r\n").expect("head and body");
-    assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding"),
-        "a sized body: {head}"
-    );
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
-    )
-}
-
 fn client() -> Client {
     Client::builder().no_proxy().build().expect("client")
 }
@@ -263,7 +219,7 @@ async fn refusals_have_stable_codes() {
         "/public/%2e%2e/v1/invoices",
         "/public/a%2fb",
     ] {
-        let answer = raw_get(s.gateway_addr.expect("gateway"), path).await;
+        let answer = support::raw::get(s.gateway_addr.expect("gateway"), path).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
         assert!(answer.contains("\"invalid_path\""), "{path}: {answer}");
     }
@@ -631,7 +587,8 @@ async fn rewrite_headers_from_a_client_never_reach_the_upstream() {
     let auth = format!("Bearer {secret}");
     let mut sent = REWRITERS.to_vec();
     sent.push(("Authorization", &auth));
-    let (status, v) = raw_request(s.gateway_addr.expect("gateway"), "POST", "/v1/x", &sent).await;
+    let (status, v) =
+        support::raw::request(s.gateway_addr.expect("gateway"), "POST", "/v1/x", &sent).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["method"], "POST");
     assert_eq!(v["path"], "/v1/x");
@@ -673,7 +630,8 @@ async fn a_trusted_proxy_keeps_forwarding_headers_but_never_overrides() {
     let auth = format!("Bearer {secret}");
     let mut sent = REWRITERS.to_vec();
     sent.push(("Authorization", &auth));
-    let (status, v) = raw_request(s.gateway_addr.expect("gateway"), "POST", "/v1/x", &sent).await;
+    let (status, v) =
+        support::raw::request(s.gateway_addr.expect("gateway"), "POST", "/v1/x", &sent).await;
     assert_eq!(status, 200, "{v}");
     let h = &v["headers"];
     let names = read_as_cgi(h);
@@ -723,7 +681,7 @@ async fn refuse_mode_answers_400_forbidden_header() {
         };
         let send = |headers: Vec<(&'static str, String)>| async move {
             let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            raw_request(addr, "GET", "/v1/invoices", &h).await
+            support::raw::request(addr, "GET", "/v1/invoices", &h).await
         };
         for (name, value) in [
             ("X-HTTP-Method-Override", "DELETE"),

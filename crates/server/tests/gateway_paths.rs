@@ -180,23 +180,11 @@ fn route_options_are_checked_at_configuration() {
     }
 }
 
-/// A GET sent byte for byte (HTTP clients normalise paths); the status and the JSON body.
+/// A GET of `target` sent byte for byte, with `key` as a bearer token: (status, JSON body).
 async fn raw_get(addr: std::net::SocketAddr, target: &str, key: Option<&str>) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
-    let req =
-        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    conn.read_to_string(&mut out).await.expect("read");
-    let status = out
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{target}: {out}"));
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // The test upstream answers with Content-Length; a chunked answer is not expected here.
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    support::raw::request(addr, "GET", target, &headers).await
 }
 
 #[tokio::test]

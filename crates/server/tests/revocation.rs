@@ -162,18 +162,9 @@ async fn another_writers_roll_and_suspension_reach_the_gateway_within_a_second()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_writers_admin_key_revocation_reaches_the_api_within_a_second() {
     let (s, _up) = setup().await;
-    let admin = s.admin_key(None, &["tenants:read"]).await;
+    let (id, admin) = s.admin_key_with_id(None, &["tenants:read"]).await;
     let list = async || s.json(Method::GET, "/v1/tenants", &admin, None).await.0;
     assert_eq!(list().await, 200, "cached now");
-    let id = s
-        .store
-        .list_admin_keys()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|k| k.scopes.len() == 1)
-        .expect("the new admin key")
-        .id;
     let other = other_writer(&s).await;
     as_operator(&s, &other, async |ctx| {
         ops::revoke_admin_key(ctx, &id).await
@@ -201,7 +192,7 @@ async fn read_to_end(resp: reqwest::Response, wait: Duration) -> Option<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_streams_of_a_revoked_admin_key_end_within_a_second() {
     let (s, _up) = setup().await;
-    let watcher = s.admin_key(Some("acme"), &["events:read"]).await;
+    let (id, watcher) = s.admin_key_with_id(Some("acme"), &["events:read"]).await;
     let open = async |key: &str| {
         let resp = s
             .client
@@ -214,15 +205,6 @@ async fn event_streams_of_a_revoked_admin_key_end_within_a_second() {
         resp
     };
     let (stream, bystander) = (open(&watcher).await, open(&s.root_secret).await);
-    let id = s
-        .store
-        .list_admin_keys()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|k| k.tenant_id.is_some())
-        .expect("the tenant-bound key")
-        .id;
 
     // Revoked by another writer of the data directory, as `portcullis admin-key revoke` does.
     let other = other_writer(&s).await;

@@ -221,6 +221,15 @@ impl TestServer {
 
     /// Creates an admin key directly in the store (as the operator CLI does); returns its secret.
     pub async fn admin_key(&self, tenant: Option<&str>, scopes: &[&str]) -> String {
+        self.admin_key_with_id(tenant, scopes).await.1
+    }
+
+    /// Like [`TestServer::admin_key`]; returns (admin key id, secret).
+    pub async fn admin_key_with_id(
+        &self,
+        tenant: Option<&str>,
+        scopes: &[&str],
+    ) -> (String, String) {
         let input = CreateAdminKey {
             name: "test admin".into(),
             tenant_id: tenant.map(str::to_owned),
@@ -240,7 +249,7 @@ impl TestServer {
         let new = portcullis_server::ops::create_admin_key(ctx, input)
             .await
             .expect("create admin key");
-        new.secret.expose_secret().to_owned()
+        (new.key.id, new.secret.expose_secret().to_owned())
     }
 
     /// Waits until every audit record queued so far is written, then reads every entry of

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod raw;
 pub mod resolvers;
 pub mod upstream;
 
