@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use portcullis_core::{request::UpdateTenant, tenant::TenantId};
 use portcullis_server::{audit::AuditLog, datadir, ops};
 use portcullis_sqlite::SqliteStore;
-use portcullis_store::Store;
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::{Client, Method};
 use serde_json::json;
