@@ -4,7 +4,8 @@
 //! - [`config`]: the `[gateway]` section (upstreams, routes, policies, trusted proxies).
 //! - [`runtime`]: that section checked and compiled; swapped as a whole on reload (SIGHUP).
 //! - [`path`]: the canonical request path, computed once before routing.
-//! - [`proxy`]: the request path.
+//! - [`proxy`]: the request path; `limits` (rate limits of an admitted key), `send` (to the
+//!   upstream and back) and `refusal` (the uniform refusal) are its parts.
 //! - [`headers`]: client address, header stripping and forwarding headers.
 //! - [`rewrite`]: the headers that could rewrite an authorised request (method overrides, URL
 //!   rewrites, forwarding headers) and who may send them.
@@ -23,11 +24,14 @@ use crate::state::AppState;
 mod audit;
 pub mod config;
 pub mod headers;
+mod limits;
 pub mod listener;
 pub mod path;
 pub mod proxy;
+mod refusal;
 pub mod rewrite;
 pub mod runtime;
+mod send;
 pub mod upload;
 
 pub use config::GatewayConfig;

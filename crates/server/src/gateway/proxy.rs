@@ -1,78 +1,39 @@
-//! The gateway's request path: canonical path → route → brute-force check → credential → decision → rate limits
-//! → upstream, with the body streamed both ways. Every refusal is the uniform JSON error.
+//! The gateway's request path: canonical path → route → brute-force check → credential →
+//! decision → rate limits ([`super::limits`]) → upstream ([`super::send`]), with the body streamed
+//! both ways. Every refusal is the uniform JSON error ([`super::refusal`]).
 use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Instant};
 
 use axum::{
-    body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{
-        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version,
-        header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER},
-    },
+    http::{HeaderMap, StatusCode, header::HOST},
     response::{IntoResponse, Response},
 };
 use portcullis_core::{
     ExposeSecret,
     decision::{self, DecisionCode, Requirements, Subject},
 };
-use portcullis_ratelimit::{Outcome, Quota};
 
 use super::{
-    Gateway, audit,
-    headers::{self, Identity},
+    Gateway, audit, headers,
+    limits::{Shown, limit, ratelimit_headers},
     listener::Peer,
     path::{self, PathError},
+    refusal::{Refusal, refuse, too_many},
     rewrite::{self, RewriteMode},
     runtime::{Match, Route, Runtime},
-    upload::{Exceeded, Metered},
+    send::{Peering, send},
 };
 use crate::{
     auth,
     cache::{CachedKey, Entry},
     error::ApiError,
-    metrics::{GatewayLabels, LimiterLabels, RouteName, SharedLabel},
+    metrics::{GatewayLabels, RouteName, SharedLabel},
     usage::TOUCH_EVERY_SECONDS,
 };
 
 /// The route label of requests no route matched.
 static UNMATCHED: std::sync::LazyLock<Arc<str>> =
     std::sync::LazyLock::new(|| Arc::from("unmatched"));
-static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-/// A refusal: the error, the decision label for metrics, and headers to add.
-struct Refusal {
-    error: ApiError,
-    decision: &'static str,
-    headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl Refusal {
-    fn new(decision: &'static str, error: ApiError) -> Self {
-        Self {
-            error,
-            decision,
-            headers: Vec::new(),
-        }
-    }
-
-    fn into_response(self) -> Response {
-        let mut resp = self.error.into_response();
-        for (name, value) in self.headers {
-            resp.headers_mut().insert(name, value);
-        }
-        resp
-    }
-}
-
-fn refuse(
-    decision: &'static str,
-    status: StatusCode,
-    code: &'static str,
-    msg: &'static str,
-) -> Refusal {
-    Refusal::new(decision, ApiError::new(status, code, msg))
-}
 
 /// The proxy handler: every request of the gateway listener.
 pub async fn handle(
@@ -284,18 +245,11 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// A limit and its outcome, for the `RateLimit` headers.
-struct Shown {
-    name: Arc<str>,
-    quota: Quota,
-    outcome: Outcome,
-}
-
 /// What an admitted request carries on: the key, and the limit to show in the headers.
 #[derive(Default)]
-struct Admitted {
-    key: Option<Arc<CachedKey>>,
-    shown: Option<Shown>,
+pub(super) struct Admitted {
+    pub(super) key: Option<Arc<CachedKey>>,
+    pub(super) shown: Option<Shown>,
 }
 
 async fn admit(
@@ -456,293 +410,6 @@ async fn admit(
         key: Some(key),
         shown,
     })
-}
-
-/// The key's own limit and the route's policy (each counted per key), then the tenant's (its
-/// own, or the configured default). Returns the tighter outcome for the headers.
-///
-/// A key's own limit is set through the admin API, by a root admin or by an admin key bound to
-/// the key's tenant; the route's policy is the operator's. So a key's own limit never replaces
-/// the policy: both apply, and the stricter refuses first.
-fn limit(
-    gw: &Gateway,
-    rt: &Runtime,
-    route: &Route,
-    key: &CachedKey,
-    now: u64,
-) -> Result<Option<Shown>, Refusal> {
-    let k = &key.found.key;
-    let route_limit = route
-        .policy
-        .as_ref()
-        .map(|p| (p.name.clone(), p.quota, format!("{}\u{0}{}", p.name, k.id)));
-    let key_limit = k
-        .rate_limit
-        .and_then(|own| Quota::new(own.requests, own.per_seconds, own.burst).ok())
-        .map(|q| (Arc::<str>::from("key"), q, k.id.clone()));
-    let tenant_limit = key
-        .found
-        .tenant_rate_limit
-        .and_then(|t| Quota::new(t.requests, t.per_seconds, t.burst).ok())
-        .or(rt.tenant_quota)
-        .map(|q| {
-            (
-                Arc::<str>::from("tenant"),
-                q,
-                k.tenant_id.as_str().to_owned(),
-            )
-        });
-    let mut shown: Option<Shown> = None;
-    for (limiter, which, entry) in [
-        (&gw.keys, "key", key_limit),
-        (&gw.keys, "key", route_limit),
-        (&gw.tenants, "tenant", tenant_limit),
-    ] {
-        let Some((name, quota, id)) = entry else {
-            continue;
-        };
-        let outcome = limiter.check(&id, &quota, now);
-        gw.app
-            .metrics
-            .ratelimit_decisions
-            .get_or_create(&LimiterLabels {
-                limiter: which,
-                result: if outcome.allowed {
-                    "allowed"
-                } else {
-                    "limited"
-                },
-            })
-            .inc();
-        let this = Shown {
-            name,
-            quota,
-            outcome,
-        };
-        if !this.outcome.allowed {
-            if let Some(d) = &gw.app.anomaly {
-                let now_ms = portcullis_events::anomaly::unix_millis(gw.app.clock.precise_now());
-                d.observe_rate_limited(now_ms, &k.tenant_id, &k.id);
-            }
-            let mut r = too_many(
-                "rate_limited",
-                "rate_limited",
-                "rate limit exceeded; retry after the time in Retry-After",
-                this.outcome.retry_after_seconds,
-            );
-            r.headers.extend(ratelimit_headers(&this));
-            return Err(r);
-        }
-        if shown
-            .as_ref()
-            .is_none_or(|s| this.outcome.remaining < s.outcome.remaining)
-        {
-            shown = Some(this);
-        }
-    }
-    Ok(shown)
-}
-
-fn too_many(decision: &'static str, code: &'static str, msg: &'static str, wait: u64) -> Refusal {
-    let mut r = refuse(decision, StatusCode::TOO_MANY_REQUESTS, code, msg);
-    r.headers
-        .push((RETRY_AFTER, HeaderValue::from(wait.max(1))));
-    r
-}
-
-fn ratelimit_headers(s: &Shown) -> [(HeaderName, HeaderValue); 2] {
-    let value = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""));
-    [
-        (
-            RATELIMIT_POLICY.clone(),
-            value(portcullis_ratelimit::policy_header_value(&s.name, &s.quota)),
-        ),
-        (
-            RATELIMIT.clone(),
-            value(portcullis_ratelimit::ratelimit_header_value(
-                &s.name, &s.outcome,
-            )),
-        ),
-    ]
-}
-
-/// Who sent the request, for the forwarding headers.
-struct Peering<'a> {
-    peer: IpAddr,
-    peer_trusted: bool,
-    host: Option<&'a str>,
-}
-
-/// Streams the request to the upstream and its answer back. `forwarded` is the canonical path
-/// when it differs from the client's (the query is passed on unchanged).
-async fn send(
-    gw: &Gateway,
-    route: &Route,
-    from: Peering<'_>,
-    admitted: &Admitted,
-    forwarded: Option<String>,
-    req: Request,
-) -> Result<Response, Refusal> {
-    let Peering {
-        peer,
-        peer_trusted,
-        host,
-    } = from;
-    let too_large = || {
-        refuse(
-            "too_large",
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is over the limit",
-        )
-    };
-    let (mut parts, body) = req.into_parts();
-    let client_version = parts.version;
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > route.max_body_bytes) {
-        return Err(too_large());
-    }
-    let up = &route.upstream;
-    let path_and_query = match (&forwarded, parts.uri.query()) {
-        (Some(path), Some(query)) => Cow::Owned(format!("{path}?{query}")),
-        (Some(path), None) => Cow::Borrowed(path.as_str()),
-        (None, _) => Cow::Borrowed(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
-    };
-    let uri: Uri = format!("http://{}{}{}", up.authority, up.base_path, path_and_query)
-        .parse()
-        .map_err(|_| {
-            refuse(
-                "invalid_path",
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                "the path cannot be forwarded",
-            )
-        })?;
-    let exceeded = Exceeded::default();
-    let mut metered = Metered::new(body, route.max_body_bytes, exceeded.clone());
-    if route.upload {
-        let content_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let sink = gw.upload_sink();
-        let route_name = route.name.clone();
-        let request_id = parts
-            .headers
-            .get(&crate::request_id::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let log = gw.app.audit.clone();
-        let clock = gw.app.clock.clone();
-        let key = admitted.key.as_ref().map(|k| {
-            (
-                k.found.key.tenant_id.as_str().to_owned(),
-                k.found.key.id.clone(),
-            )
-        });
-        metered = metered.measured(content_type, move |facts| {
-            if log.enabled() {
-                log.record(audit::upload_record(
-                    clock.precise_now(),
-                    &route_name,
-                    &request_id,
-                    key,
-                    &facts,
-                ));
-            }
-            sink(&route_name, &request_id, facts);
-        });
-    }
-    let scopes;
-    let identity = match &admitted.key {
-        Some(k) => {
-            let key = &k.found.key;
-            scopes = key
-                .scopes
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
-            Some(Identity {
-                tenant: key.tenant_id.as_str(),
-                key_id: &key.id,
-                environment: key.environment.as_str(),
-                scopes,
-            })
-        }
-        None => None,
-    };
-    let hop = headers::Hop {
-        peer,
-        peer_trusted,
-        host,
-        scheme: gw.scheme,
-    };
-    headers::to_upstream(&mut parts.headers, &hop, identity.as_ref());
-    if !route.preserve_host {
-        parts.headers.insert(HOST, up.host_header.clone());
-    }
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    let upstream_req = axum::http::Request::from_parts(parts, Body::new(metered));
-    let started = Instant::now();
-    let answer = tokio::time::timeout(up.request_timeout, up.client.request(upstream_req)).await;
-    gw.app
-        .metrics
-        .gateway_upstream_duration
-        .get_or_create(&RouteName {
-            route: SharedLabel(route.name.clone()),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    match answer {
-        Err(_) => {
-            tracing::warn!(
-                route = &*route.name,
-                upstream = &*up.name,
-                "upstream timed out"
-            );
-            Err(refuse(
-                "upstream_timeout",
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-            ))
-        }
-        Ok(Err(_)) if exceeded.get() => Err(too_large()),
-        Ok(Err(e)) if crate::listen::body::is_body_timeout(&e) => Err(Refusal::new(
-            "body_timeout",
-            crate::error::ApiError::body_timeout(),
-        )),
-        Ok(Err(e)) => {
-            tracing::warn!(
-                route = &*route.name,
-                upstream = &*up.name,
-                connect = e.is_connect(),
-                error = %e,
-                "upstream request failed"
-            );
-            Err(refuse(
-                "upstream_error",
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the upstream could not be reached",
-            ))
-        }
-        Ok(Ok(resp)) => {
-            let (mut parts, body) = resp.into_parts();
-            headers::from_upstream(&mut parts.headers);
-            // The client's connection keeps its own protocol version (an HTTP/1.0 upstream must
-            // not turn a keep-alive HTTP/1.1 connection into a closing one).
-            parts.version = client_version;
-            Ok(Response::from_parts(parts, Body::new(body)))
-        }
-    }
 }
 
 #[cfg(test)]
