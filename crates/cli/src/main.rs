@@ -12,7 +12,12 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::clock::{Clock, SystemClock};
-use portcullis_server::{AppState, Config, audit, datadir, error::ApiError, ops::Ctx, serve};
+use portcullis_server::{
+    AppState, Config, audit, datadir,
+    error::ApiError,
+    ops::{Ctx, OpError},
+    serve,
+};
 use portcullis_store::Store;
 
 use crate::{
@@ -83,6 +88,8 @@ enum Command {
 enum Failure {
     Usage(String),
     Api(ApiError),
+    /// An operation failed: its stable code and what went wrong.
+    Op(OpError),
     /// `audit verify` found a broken point (already printed): exit status 1.
     Broken,
 }
@@ -95,7 +102,13 @@ impl From<ApiError> for Failure {
 
 impl From<portcullis_store::StoreError> for Failure {
     fn from(e: portcullis_store::StoreError) -> Self {
-        Self::Api(e.into())
+        Self::Op(e.into())
+    }
+}
+
+impl From<OpError> for Failure {
+    fn from(e: OpError) -> Self {
+        Self::Op(e)
     }
 }
 
@@ -119,6 +132,10 @@ fn main() -> ExitCode {
         }
         Err(Failure::Api(e)) => {
             eprintln!("error: {}: {}", e.code, e.message);
+            ExitCode::FAILURE
+        }
+        Err(Failure::Op(e)) => {
+            eprintln!("error: {}: {e}", e.code());
             ExitCode::FAILURE
         }
         Err(Failure::Broken) => ExitCode::FAILURE,

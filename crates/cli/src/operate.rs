@@ -9,10 +9,7 @@ use portcullis_core::{
     request::{CreateAdminKey, CreateKey, CreateTenant, Rfc3339, RollKey},
     tenant::{Environment, TenantId},
 };
-use portcullis_server::{
-    error::ApiError,
-    ops::{self, Ctx},
-};
+use portcullis_server::ops::{self, Ctx, OpError};
 use portcullis_store::{KeyFilter, PageRequest};
 use serde_json::json;
 
@@ -162,14 +159,14 @@ where
 }
 
 pub(crate) fn tenant_id(s: &str) -> Result<TenantId, Failure> {
-    TenantId::parse(s).map_err(|e| Failure::Api(e.into()))
+    TenantId::parse(s).map_err(|e| Failure::Op(e.into()))
 }
 
 pub(crate) fn key_id(s: &str) -> Result<&str, Failure> {
     if ids::is_id("key", s) {
         Ok(s)
     } else {
-        Err(Failure::Api(ApiError::not_found()))
+        Err(Failure::Op(OpError::NotFound))
     }
 }
 
@@ -317,7 +314,7 @@ pub(crate) async fn key(ctx: Ctx<'_>, out: &Output, cmd: KeyCmd) -> Result<(), F
                 .store
                 .get_key(&tenant_id(&tenant)?, key_id(&id)?)
                 .await?
-                .ok_or_else(ApiError::not_found)?;
+                .ok_or(OpError::NotFound)?;
             out.one(&k);
         }
         KeyCmd::Roll {

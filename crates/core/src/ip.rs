@@ -56,6 +56,20 @@ impl IpAllowlist {
     }
 }
 
+/// Parses `trusted_proxies` entries (CIDRs or single addresses); `Err` quotes the bad entry.
+pub fn parse_trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, String> {
+    entries
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("trusted_proxies: {s:?} is not a CIDR"))
+        })
+        .collect()
+}
+
 /// Maps `::ffff:a.b.c.d` to `a.b.c.d`.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -392,6 +392,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<portcullis_service::ops::OpError> for ApiError {
+    fn from(e: portcullis_service::ops::OpError) -> Self {
+        use portcullis_service::ops::OpError;
+        match e {
+            OpError::NotFound => Self::not_found(),
+            OpError::TenantSuspended => Self::new(
+                StatusCode::CONFLICT,
+                "tenant_suspended",
+                "the tenant is suspended",
+            ),
+            OpError::Invalid(v) => v.into(),
+            OpError::Store(s) => s.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<PathRejection> for ApiError {
     fn from(_: PathRejection) -> Self {
         Self::not_found()

@@ -16,15 +16,7 @@
 //! Open streams are capped in all (`max_subscribers`, 503 `too_many_subscribers`), per tenant
 //! read (`max_per_tenant`) and per admin key (`max_per_key`), both 429 `too_many_streams`: one
 //! tenant or one key cannot take every place.
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{convert::Infallible, time::Duration};
 
 use axum::{
     extract::State,
@@ -38,11 +30,12 @@ use portcullis_events::{
     Event, Scope, TypeSet,
     backend::{Delivery, Subscription, subscribe},
 };
-use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::{auth::Admin, error::ApiError, extract::Query, ops, state::AppState};
+use portcullis_service::events::streams::{OwnerCaps, OwnerPlace, Place};
 
 /// The admin scope the stream requires.
 pub const SCOPE: &str = "events:read";
@@ -63,91 +56,6 @@ pub struct EventsQuery {
     pub tenant: Option<String>,
 }
 
-/// The open streams of one server: how many, and the signal that ends them at shutdown (a
-/// graceful shutdown waits for open responses, and a stream would never end by itself).
-#[derive(Debug, Clone)]
-pub struct Streams {
-    open: Arc<AtomicUsize>,
-    owners: Arc<Mutex<Owners>>,
-    closing: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Streams {
-    fn default() -> Self {
-        Self {
-            open: Arc::default(),
-            owners: Arc::default(),
-            closing: Arc::new(watch::channel(false).0),
-        }
-    }
-}
-
-/// Open streams per tenant read and per admin key (entries at zero are removed).
-#[derive(Debug, Default)]
-struct Owners {
-    tenants: HashMap<String, usize>,
-    keys: HashMap<String, usize>,
-}
-
-/// One open stream's place among its tenant's and its key's; given back when dropped.
-#[derive(Debug)]
-struct OwnerPlace {
-    owners: Arc<Mutex<Owners>>,
-    tenant: Option<String>,
-    key: String,
-}
-
-/// The per-tenant and per-key caps of open streams.
-#[derive(Debug, Clone, Copy)]
-struct OwnerCaps {
-    per_tenant: usize,
-    per_key: usize,
-}
-
-impl OwnerPlace {
-    /// A place for a stream of `key` reading `tenant` (`None`: every tenant), unless one of
-    /// them has its cap of open streams.
-    fn take(streams: &Streams, tenant: Option<&str>, key: &str, caps: OwnerCaps) -> Option<Self> {
-        let mut o = streams.owners.lock().unwrap_or_else(|e| e.into_inner());
-        if o.keys.get(key).is_some_and(|n| *n >= caps.per_key) {
-            return None;
-        }
-        if let Some(t) = tenant
-            && o.tenants.get(t).is_some_and(|n| *n >= caps.per_tenant)
-        {
-            return None;
-        }
-        *o.keys.entry(key.to_owned()).or_insert(0) += 1;
-        if let Some(t) = tenant {
-            *o.tenants.entry(t.to_owned()).or_insert(0) += 1;
-        }
-        Some(Self {
-            owners: streams.owners.clone(),
-            tenant: tenant.map(str::to_owned),
-            key: key.to_owned(),
-        })
-    }
-}
-
-fn give_back(map: &mut HashMap<String, usize>, name: &str) {
-    if let Some(n) = map.get_mut(name) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            map.remove(name);
-        }
-    }
-}
-
-impl Drop for OwnerPlace {
-    fn drop(&mut self) {
-        let mut o = self.owners.lock().unwrap_or_else(|e| e.into_inner());
-        give_back(&mut o.keys, &self.key);
-        if let Some(t) = &self.tenant {
-            give_back(&mut o.tenants, t);
-        }
-    }
-}
-
 fn too_many_streams(retry_ms: u64) -> Response {
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -160,50 +68,6 @@ fn too_many_streams(retry_ms: u64) -> Response {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
-}
-
-impl super::Events {
-    /// Ends every open SSE stream (each gets a `reconnect` frame) and refuses new ones; called
-    /// when the server starts shutting down.
-    pub fn close_streams(&self) {
-        self.streams.closing.send_replace(true);
-    }
-
-    /// How many SSE streams are open.
-    pub fn open_streams(&self) -> usize {
-        self.streams.open.load(Ordering::Relaxed)
-    }
-}
-
-/// One open stream's place among `max_subscribers`; given back when the stream is dropped
-/// (ended, or its client went away).
-#[derive(Debug)]
-struct Place {
-    open: Arc<AtomicUsize>,
-    gauge: Gauge,
-}
-
-impl Place {
-    fn take(streams: &Streams, gauge: &Gauge, max: usize) -> Option<Self> {
-        streams
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        gauge.inc();
-        Some(Self {
-            open: streams.open.clone(),
-            gauge: gauge.clone(),
-        })
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        self.gauge.dec();
-    }
 }
 
 fn invalid_query(message: &'static str) -> ApiError {
@@ -276,12 +140,12 @@ pub async fn stream(
         per_key: sse.max_per_key,
     };
     let tenant = scope.tenant.as_ref().map(|t| t.as_str());
-    let Some(owner) = OwnerPlace::take(&events.streams, tenant, &admin.key.id, caps) else {
+    let Some(owner) = OwnerPlace::take(events.streams(), tenant, &admin.key.id, caps) else {
         return Ok(too_many_streams(sse.retry_ms));
     };
-    let closing = events.streams.closing.subscribe();
+    let closing = events.closing();
     let place = match Place::take(
-        &events.streams,
+        events.streams(),
         &events.metrics().sse_subscribers,
         sse.max_subscribers,
     ) {

@@ -46,19 +46,7 @@ impl Scheme {
     }
 }
 
-/// Parses `trusted_proxies` entries (CIDRs or single addresses); `Err` quotes the bad entry.
-pub fn parse_trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, String> {
-    entries
-        .iter()
-        .map(|s| {
-            let s = s.trim();
-            s.parse::<IpNet>()
-                .map(|n| n.trunc())
-                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("trusted_proxies: {s:?} is not a CIDR"))
-        })
-        .collect()
-}
+pub use portcullis_core::ip::parse_trusted_proxies;
 
 /// Whether the socket peer is one of the trusted proxies.
 pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {

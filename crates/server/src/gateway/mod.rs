@@ -22,7 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::state::AppState;
 
 mod audit;
-pub mod config;
+pub use portcullis_service::config::gateway as config;
 pub mod headers;
 mod limits;
 pub mod listener;

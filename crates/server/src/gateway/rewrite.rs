@@ -13,7 +13,6 @@
 //! the same variable (`HTTP_X_FORWARDED_HOST`). [`REWRITE_HEADERS`] is the one list; the table in
 //! `docs/gateway.md` mirrors it (a test checks that it does).
 use axum::http::{HeaderMap, HeaderName};
-use serde::{Deserialize, Serialize};
 
 /// What a listed header does to the upstream's view of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +59,7 @@ pub const REWRITE_HEADERS: &[RewriteHeader] = &[
     entry("X-Cluster-Client-IP", Class::Forwarding),
 ];
 
-/// `[gateway] rewrite_headers`: what a listed header the peer may not send does to its request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RewriteMode {
-    /// The header is removed; the request goes on.
-    #[default]
-    Strip,
-    /// The request is refused: 400 `forbidden_header`.
-    Refuse,
-}
+pub use portcullis_service::config::gateway::RewriteMode;
 
 /// `a` equals `b` ignoring ASCII case, with `_` in `a` standing for `-`. `exact` tells whether `a`
 /// is spelt with `-` where `b` has one.

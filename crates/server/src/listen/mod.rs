@@ -8,7 +8,6 @@
 pub mod activity;
 pub mod body;
 pub mod caps;
-pub mod config;
 
 use std::{
     convert::Infallible, future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration,
@@ -17,69 +16,17 @@ use std::{
 use axum::{Router, body::Body, extract::ConnectInfo, response::Response};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::{net::TcpListener, sync::watch};
 use tower::ServiceExt as _;
 
-pub use self::config::ConnectionLimits;
 use self::{
     activity::{Activity, Timeouts, Watched},
     body::{IdleBody, Tracked},
     caps::{Caps, LogGate, Slot},
 };
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerLabel {
-    /// `api` or `gateway`.
-    pub listener: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerReason {
-    pub listener: &'static str,
-    pub reason: &'static str,
-}
-
-/// The listeners' metrics (registered with the others).
-#[derive(Debug, Clone, Default)]
-pub struct ListenerMetrics {
-    pub open: Family<ListenerLabel, Gauge>,
-    /// Connections closed at accept for being over a cap, by `reason`.
-    pub refused: Family<ListenerReason, Counter>,
-    /// Connections closed by their header-read or idle deadline, by `reason`.
-    pub timed_out: Family<ListenerReason, Counter>,
-    /// Request bodies cut for stalling.
-    pub body_timeouts: Family<ListenerLabel, Counter>,
-}
-
-impl ListenerMetrics {
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "listener_open_connections",
-            "Open client connections by listener",
-            self.open.clone(),
-        );
-        registry.register(
-            "listener_refused_connections",
-            "Connections closed at accept for being over a connection cap, by listener and cap",
-            self.refused.clone(),
-        );
-        registry.register(
-            "listener_timed_out_connections",
-            "Connections closed by the header-read or idle timeout, by listener and reason",
-            self.timed_out.clone(),
-        );
-        registry.register(
-            "listener_body_timeouts",
-            "Request bodies cut because the client stalled longer than the body-read timeout",
-            self.body_timeouts.clone(),
-        );
-    }
-}
+pub use portcullis_service::config::listen::ConnectionLimits;
+pub use portcullis_service::metrics::{ListenerLabel, ListenerMetrics, ListenerReason};
 
 /// One listener to serve.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
-//! Webhooks, server side: the API under `/v1/tenants/{tenant}/webhooks` ([`api`]), the
-//! `[events.webhooks]` settings ([`config`]), the delivery worker ([`worker`]) and its HTTP
-//! client ([`sender`]). Signatures, the retry schedule and the store contract are in
+//! Webhooks at the HTTP edge: the API under `/v1/tenants/{tenant}/webhooks` ([`api`]) and its
+//! URL rules ([`url`]); the delivery worker is the service's
+//! ([`portcullis_service::events::webhooks`]). Signatures, the retry schedule and the store contract are in
 //! `portcullis_events::webhook`; the store is `portcullis_sqlite::SqliteWebhookStore`.
 //!
 //! Endpoint secrets are sealed at rest ([`sealed`]); deliveries reach public addresses only
@@ -13,17 +13,10 @@
 use std::sync::Arc;
 
 use portcullis_events::{EventError, webhook::WebhookStore};
+pub use portcullis_service::events::webhooks::*;
 
 pub mod api;
-pub mod config;
-pub mod guard;
-pub mod sealed;
-pub mod sender;
 pub mod url;
-pub mod worker;
-
-pub use config::WebhooksConfig;
-pub use worker::spawn;
 
 /// The route templates (for the router and the metrics' route labels).
 pub const WEBHOOKS: &str = "/v1/tenants/{tenant}/webhooks";

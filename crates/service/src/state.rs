@@ -40,7 +40,7 @@ pub struct Shared {
     pub policy: KeyPolicy,
     pub max_body_bytes: usize,
     /// Timeouts and caps of the API listener's connections.
-    pub connections: crate::listen::ConnectionLimits,
+    pub connections: crate::config::listen::ConnectionLimits,
     /// The audit log (a disabled one unless built with [`AppState::with_audit`]).
     pub audit: AuditLog,
     /// How client addresses go into audit records.
@@ -89,10 +89,8 @@ impl AppState {
             audit,
             audit_client_ip: config.audit.client_ip,
             // Checked by `Config::validate`; a configuration that skipped it trusts no peer.
-            trusted_proxies: crate::gateway::headers::parse_trusted_proxies(
-                &config.trusted_proxies,
-            )
-            .unwrap_or_default(),
+            trusted_proxies: portcullis_core::ip::parse_trusted_proxies(&config.trusted_proxies)
+                .unwrap_or_default(),
             events: Events::disabled(),
             anomaly: None,
         }))

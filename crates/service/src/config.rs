@@ -10,6 +10,13 @@ use figment::{
 use portcullis_core::{limits, request::KeyPolicy};
 use serde::{Deserialize, Serialize};
 
+pub mod events;
+pub mod gateway;
+pub mod listen;
+pub mod webhooks;
+
+pub use gateway::GatewayConfig;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -31,16 +38,16 @@ pub struct Config {
     /// gateway has its own, `gateway.trusted_proxies`.
     pub trusted_proxies: Vec<String>,
     /// Timeouts and caps of the admin / verify API listener's connections.
-    pub connections: crate::listen::ConnectionLimits,
+    pub connections: listen::ConnectionLimits,
     pub cache: CacheConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
     /// The reverse proxy (see `docs/gateway.md`).
-    pub gateway: crate::gateway::GatewayConfig,
+    pub gateway: gateway::GatewayConfig,
     /// The tamper-evident audit log.
     pub audit: AuditConfig,
     /// Events: SSE stream, webhooks, anomaly alerts (see `docs/events.md`).
-    pub events: crate::events::EventsConfig,
+    pub events: events::EventsConfig,
 }
 
 /// What the server does when the audit log cannot keep up or cannot be written.
@@ -251,13 +258,13 @@ impl Default for Config {
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
             danger_allow_plaintext_listen: false,
             trusted_proxies: Vec::new(),
-            connections: crate::listen::ConnectionLimits::default(),
+            connections: listen::ConnectionLimits::default(),
             cache: CacheConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
-            gateway: crate::gateway::GatewayConfig::default(),
+            gateway: gateway::GatewayConfig::default(),
             audit: AuditConfig::default(),
-            events: crate::events::EventsConfig::default(),
+            events: events::EventsConfig::default(),
         }
     }
 }
@@ -372,7 +379,7 @@ impl Config {
                 "gateway.listen must differ from listen (the admin and verify API)",
             ));
         }
-        if crate::gateway::headers::parse_trusted_proxies(&self.trusted_proxies).is_err() {
+        if portcullis_core::ip::parse_trusted_proxies(&self.trusted_proxies).is_err() {
             return Err(ConfigError::Invalid(
                 "trusted_proxies: every entry must be an address or a CIDR",
             ));

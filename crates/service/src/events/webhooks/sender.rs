@@ -7,7 +7,7 @@
 //! Mozilla's (webpki-roots) when the system has none.
 use std::{error::Error as StdError, sync::Arc, time::Duration};
 
-use axum::http::{
+use http::{
     HeaderValue, Method, Request, Uri,
     header::{CONTENT_TYPE, USER_AGENT},
 };
@@ -21,7 +21,7 @@ use portcullis_events::webhook::{Attempt, HEADER};
 
 use super::guard::{DnsFailed, GuardedConnector, Lookup, NotAllowed, Policy, VettingResolver};
 
-type Body = Full<axum::body::Bytes>;
+type Body = Full<bytes::Bytes>;
 
 /// The `User-Agent` of deliveries.
 pub const USER_AGENT_VALUE: &str = "portcullis-webhooks";
@@ -186,7 +186,7 @@ impl Sender {
             .header(EVENT_ID_HEADER, header(&attempt.event_id.to_string())?)
             .header(EVENT_TYPE_HEADER, header(&attempt.event_type)?)
             .header(DELIVERY_ID_HEADER, header(&attempt.delivery_id)?)
-            .body(Full::new(axum::body::Bytes::from(attempt.body.clone())))
+            .body(Full::new(bytes::Bytes::from(attempt.body.clone())))
             .map_err(|_| Failure::InvalidUrl)?;
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(Failure::Timeout),

@@ -2,7 +2,6 @@
 //! and write exactly alike. Each is one store transaction, and each successful one is an audit
 //! record (kind `change`) with its actor, its target and the object before and after (key
 //! records carry only the non-secret hint: never a secret, never a hash).
-use axum::http::StatusCode;
 use portcullis_core::{
     ExposeSecret, OffsetDateTime, ceiling,
     hash::Pepper,
@@ -20,10 +19,42 @@ use serde_json::Value;
 use crate::{
     audit::{AuditLog, Kind, Record},
     cache::KeyCache,
-    error::ApiError,
     events::Events,
 };
 use portcullis_events::EventType;
+
+/// Why an operation failed. The API maps each to its answer in one place; the CLI prints it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    /// No such object (or it belongs to another tenant).
+    #[error("not found")]
+    NotFound,
+    /// Keys cannot be created for a suspended tenant.
+    #[error("the tenant is suspended")]
+    TenantSuspended,
+    /// The input breaks a rule (its stable code: [`ValidationError::code`]).
+    #[error(transparent)]
+    Invalid(#[from] portcullis_core::error::ValidationError),
+    /// The store refused or failed (a conflict, a revoked key, or an internal failure).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl OpError {
+    /// The stable code of this failure (the one the API answers with; listed in
+    /// `docs/errors.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::Store(StoreError::NotFound) => "not_found",
+            Self::TenantSuspended => "tenant_suspended",
+            Self::Invalid(v) | Self::Store(StoreError::Invalid(v)) => v.code(),
+            Self::Store(StoreError::Conflict) => "tenant_exists",
+            Self::Store(StoreError::Revoked) => "key_revoked",
+            Self::Store(_) => "internal_error",
+        }
+    }
+}
 
 /// Everything a change needs.
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +165,7 @@ pub async fn revoke_admin_key(ctx: Ctx<'_>, id: &str) -> Result<AdminKey, StoreE
     Ok(key)
 }
 
-pub async fn create_tenant(ctx: Ctx<'_>, input: CreateTenant) -> Result<Tenant, ApiError> {
+pub async fn create_tenant(ctx: Ctx<'_>, input: CreateTenant) -> Result<Tenant, OpError> {
     let tenant = input.validate(ctx.now)?;
     ctx.store.create_tenant(&tenant).await?;
     changed(
@@ -153,7 +184,7 @@ pub async fn update_tenant(
     ctx: Ctx<'_>,
     id: &TenantId,
     input: UpdateTenant,
-) -> Result<Tenant, ApiError> {
+) -> Result<Tenant, OpError> {
     // Cached keys carry their tenant's status and rate limit: a change of either drops them.
     let cached_fields_change = input.status.is_some() || input.rate_limit.is_some();
     let now = ctx.now;
@@ -184,22 +215,18 @@ pub async fn update_tenant(
     Ok(updated)
 }
 
-pub async fn load_tenant(store: &dyn Store, id: &TenantId) -> Result<Tenant, ApiError> {
-    store.get_tenant(id).await?.ok_or_else(ApiError::not_found)
+pub async fn load_tenant(store: &dyn Store, id: &TenantId) -> Result<Tenant, OpError> {
+    store.get_tenant(id).await?.ok_or(OpError::NotFound)
 }
 
 pub async fn create_key(
     ctx: Ctx<'_>,
     tenant: &TenantId,
     input: CreateKey,
-) -> Result<NewKey, ApiError> {
+) -> Result<NewKey, OpError> {
     let tenant = load_tenant(ctx.store, tenant).await?;
     if tenant.status != TenantStatus::Active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "tenant_suspended",
-            "the tenant is suspended",
-        ));
+        return Err(OpError::TenantSuspended);
     }
     let new = input.create(&tenant, ctx.policy, ctx.now)?;
     ctx.store
@@ -218,7 +245,7 @@ pub async fn create_key(
     Ok(new)
 }
 
-async fn invalidate(ctx: Ctx<'_>, tenant: &TenantId, id: &str) -> Result<(), ApiError> {
+async fn invalidate(ctx: Ctx<'_>, tenant: &TenantId, id: &str) -> Result<(), OpError> {
     if let Some(cache) = ctx.cache {
         cache.invalidate(&ctx.store.key_hashes(tenant, id).await?);
     }
@@ -230,7 +257,7 @@ pub async fn update_key(
     tenant: &TenantId,
     id: &str,
     input: UpdateKey,
-) -> Result<ApiKey, ApiError> {
+) -> Result<ApiKey, OpError> {
     let t = load_tenant(ctx.store, tenant).await?;
     let (policy, now) = (*ctx.policy, ctx.now);
     let mut before = None;
@@ -265,14 +292,14 @@ pub async fn roll_key(
     tenant: &TenantId,
     id: &str,
     input: RollKey,
-) -> Result<RolledKey, ApiError> {
+) -> Result<RolledKey, OpError> {
     let previous_secret_expires_at = input.old_secret_expiry(ctx.now)?;
     let t = load_tenant(ctx.store, tenant).await?;
     let current = ctx
         .store
         .get_key(tenant, id)
         .await?
-        .ok_or_else(ApiError::not_found)?;
+        .ok_or(OpError::NotFound)?;
     // A new secret is only given to a key within its tenant's ceilings (lowered ceilings are
     // met by an update first).
     if current.revoked_at.is_none() {
@@ -329,7 +356,7 @@ pub async fn roll_key(
     })
 }
 
-pub async fn revoke_key(ctx: Ctx<'_>, tenant: &TenantId, id: &str) -> Result<ApiKey, ApiError> {
+pub async fn revoke_key(ctx: Ctx<'_>, tenant: &TenantId, id: &str) -> Result<ApiKey, OpError> {
     let before = ctx.store.get_key(tenant, id).await?;
     let key = ctx.store.revoke_key(tenant, id, ctx.now).await?;
     changed(

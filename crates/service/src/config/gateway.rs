@@ -12,14 +12,14 @@ pub struct GatewayConfig {
     /// Address of the proxy listener (separate from the admin / verify API's `listen`).
     pub listen: Option<SocketAddr>,
     /// Timeouts and caps of the gateway listener's connections (read at start, not on reload).
-    pub connections: crate::listen::ConnectionLimits,
+    pub connections: super::listen::ConnectionLimits,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses). Empty: the socket peer is
     /// the client, always.
     pub trusted_proxies: Vec<String>,
     /// What a header that could rewrite the request (`rewrite::REWRITE_HEADERS`) does when its
     /// sender may not send it: removed (`strip`), or the request is refused (`refuse`, 400
     /// `forbidden_header`).
-    pub rewrite_headers: super::rewrite::RewriteMode,
+    pub rewrite_headers: RewriteMode,
     /// Send `RateLimit-Policy` and `RateLimit` on allowed requests too (429s always carry them).
     pub rate_limit_headers: bool,
     /// Largest request body of a route without its own `max_body_bytes`.
@@ -39,9 +39,9 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: None,
-            connections: crate::listen::ConnectionLimits::default(),
+            connections: super::listen::ConnectionLimits::default(),
             trusted_proxies: Vec::new(),
-            rewrite_headers: super::rewrite::RewriteMode::Strip,
+            rewrite_headers: RewriteMode::Strip,
             rate_limit_headers: true,
             max_body_bytes: 10 * 1024 * 1024,
             limiter_max_keys: 1_000_000,
@@ -168,4 +168,15 @@ pub struct RouteConfig {
     /// them stripped (as Tomcat, Jetty and Spring do). Otherwise they are refused (400).
     #[serde(default)]
     pub allow_path_parameters: bool,
+}
+
+/// `[gateway] rewrite_headers`: what a listed header the peer may not send does to its request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RewriteMode {
+    /// The header is removed; the request goes on.
+    #[default]
+    Strip,
+    /// The request is refused: 400 `forbidden_header`.
+    Refuse,
 }

@@ -42,7 +42,7 @@ fn file_and_refusals() {
     assert_eq!(c.trusted_proxies.len(), 2);
     assert_eq!(
         c.gateway.rewrite_headers,
-        crate::gateway::rewrite::RewriteMode::Refuse
+        crate::config::gateway::RewriteMode::Refuse
     );
     for bad in [
         "trusted_proxies = [\"10.0.0.0/33\"]\n",

@@ -13,7 +13,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use axum::http::Uri;
+use http::Uri;
 use hyper_util::{
     client::legacy::connect::{HttpConnector, dns::Name},
     rt::TokioIo,
