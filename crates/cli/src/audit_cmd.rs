@@ -247,7 +247,7 @@ fn maintenance(chain: &str, action: &str) -> Record {
 
 async fn open_log(config: &Config) -> Result<audit::AuditLog, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(portcullis_core::clock::SystemClock);
-    audit::open(config, clock, Default::default())
+    portcullis::backends::open_audit(config, clock, Default::default())
         .await
         .map_err(|e| usage(format!("audit log: {e}")))
 }

@@ -13,7 +13,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::clock::{Clock, SystemClock};
 use portcullis_server::{
-    AppState, Config, audit, datadir,
+    AppState, Config, audit,
     error::ApiError,
     ops::{Ctx, OpError},
     serve,
@@ -172,7 +172,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Audit(cmd) = cli.command {
         return audit_cmd::run(&config, &out, cmd).await;
     }
-    let dir = datadir::open(&config)
+    let dir = portcullis::datadir::open(&config)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let clock = SystemClock;
@@ -205,14 +205,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 /// Opens the audit log of the data directory (a disabled one when `[audit] enabled = false`).
 async fn open_audit(config: &Config) -> Result<audit::AuditLog, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    audit::open(config, clock, Default::default())
+    portcullis::backends::open_audit(config, clock, Default::default())
         .await
         .map_err(|e| Failure::Usage(format!("audit log: {e}")))
 }
 
 /// Opens the configured event backend (a disabled handle when `[events] enabled = false`).
 async fn open_events(config: &Config) -> Result<portcullis_server::events::Events, Failure> {
-    portcullis_server::events::open(config)
+    portcullis::backends::open_events(config)
         .await
         .map_err(|e| Failure::Usage(format!("events: {e}")))
 }
@@ -223,15 +223,20 @@ async fn serve_command(
     root_key_file: Option<PathBuf>,
 ) -> Result<(), Failure> {
     serve::init_logging(&config.log.format, &config.log.level);
-    let dir = datadir::open(&config)
+    let dir = portcullis::datadir::open(&config)
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let audit = open_audit(&config).await?;
     let destination = root_key::prepare(dir.store.as_ref(), root_key_file.as_deref()).await?;
-    let root = datadir::ensure_root_admin(dir.store.as_ref(), &dir.pepper, clock.as_ref(), &audit)
-        .await
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let root = portcullis::datadir::ensure_root_admin(
+        dir.store.as_ref(),
+        &dir.pepper,
+        clock.as_ref(),
+        &audit,
+    )
+    .await
+    .map_err(|e| Failure::Usage(e.to_string()))?;
     root_key::deliver(destination, root, &config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -1,27 +1,17 @@
-//! portcullis-server: the HTTP server (admin API, verify API, health, metrics).
+//! portcullis-server: one server assembled from its parts: the admin / verify API
+//! ([`portcullis_api`]) and the gateway ([`portcullis_gateway`]) on their listeners
+//! ([`portcullis_http::listen`]), with the service's background tasks ([`portcullis_service`]),
+//! until shutdown ([`serve`]). It opens no backend: the binary does, and hands them in.
 #![forbid(unsafe_code)]
 
-pub mod admin_keys;
-pub mod app;
-pub mod audit;
-pub mod auth;
-pub mod body;
-pub mod datadir;
-pub mod error;
-pub mod events;
-pub mod extract;
-pub mod gateway;
-pub mod health;
-pub mod keys;
-pub mod listen;
 pub mod logging;
-pub mod metrics;
-pub mod no_store;
-pub mod page;
-pub mod request_id;
 pub mod serve;
-pub mod tenants;
-pub mod verify;
 
+pub use portcullis_api::{
+    admin_keys, app, audit, auth, body, events, extract, health, keys, metrics, no_store, page,
+    tenants, verify,
+};
+pub use portcullis_gateway as gateway;
+pub use portcullis_http::{error, listen, request_id};
 pub use portcullis_service::{Config, cache, changes, config, ops, state, usage};
 pub use state::AppState;

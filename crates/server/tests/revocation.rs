@@ -5,8 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use portcullis::datadir;
 use portcullis_core::{request::UpdateTenant, tenant::TenantId};
-use portcullis_server::{audit::AuditLog, datadir, ops};
+use portcullis_server::{audit::AuditLog, ops};
 use portcullis_sqlite::SqliteStore;
 use portcullis_testkit::{TestServer, spawn_with};
 use reqwest::{Client, Method};

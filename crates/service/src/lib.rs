@@ -1,6 +1,7 @@
 //! portcullis-service: everything the API and the gateway do that is not HTTP, on storage traits
 //! whose backends the binary chooses.
 //!
+//! - [`admission`]: a presented secret resolved through the cache and the store.
 //! - [`config`]: the configuration (one TOML file + `PORTCULLIS_*` overrides), checked.
 //! - [`state`]: the shared state of one server ([`AppState`]).
 //! - [`ops`]: the operations on tenants, keys and admin keys (audited, publishing events),
@@ -13,6 +14,7 @@
 //! - [`request_id`]: the id of the request being handled.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod cache;
 pub mod changes;

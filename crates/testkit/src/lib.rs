@@ -12,7 +12,7 @@ use portcullis_core::{
 use portcullis_server::{
     AppState, Config,
     audit::{self, AuditLog},
-    datadir, serve,
+    serve,
 };
 use portcullis_sqlite::SqliteStore;
 use portcullis_store::Store;
@@ -74,18 +74,24 @@ async fn spawn_on(
     };
     config.listen = "127.0.0.1:0".parse().expect("addr");
     adjust(&mut config);
-    let data = datadir::open(&config).await.expect("open data dir");
-    let audit = audit::open(&config, clock.clone(), Default::default())
+    let data = portcullis::datadir::open(&config)
+        .await
+        .expect("open data dir");
+    let audit = portcullis::backends::open_audit(&config, clock.clone(), Default::default())
         .await
         .expect("open the audit log");
-    let root =
-        datadir::ensure_root_admin(data.store.as_ref(), &data.pepper, clock.as_ref(), &audit)
-            .await
-            .expect("bootstrap")
-            .expect("a new store has no admin key");
+    let root = portcullis::datadir::ensure_root_admin(
+        data.store.as_ref(),
+        &data.pepper,
+        clock.as_ref(),
+        &audit,
+    )
+    .await
+    .expect("bootstrap")
+    .expect("a new store has no admin key");
     let store = data.store.clone();
     let dyn_store: Arc<dyn Store> = data.store;
-    let events = portcullis_server::events::open(&config)
+    let events = portcullis::backends::open_events(&config)
         .await
         .expect("open the event backend");
     let state = AppState::with_audit(

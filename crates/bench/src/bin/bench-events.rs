@@ -20,9 +20,10 @@ use std::{
 };
 
 use clap::Parser;
+use portcullis::{backends, datadir};
 use portcullis_core::{ExposeSecret, clock::SystemClock, tenant::TenantId};
 use portcullis_events::{EventType, NewEvent};
-use portcullis_server::{AppState, Config, audit::AuditLog, datadir, events, serve};
+use portcullis_server::{AppState, Config, audit::AuditLog, serve};
 use serde_json::json;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -87,7 +88,9 @@ async fn start(subscribers: usize) -> Result<Server, String> {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("a new data directory has an admin key")?;
-    let events = events::open(&config).await.map_err(|e| e.to_string())?;
+    let events = backends::open_events(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     let state =
         AppState::with_audit(&config, data.store, data.pepper, clock, audit).with_events(events);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -10,7 +10,7 @@ use super::{
     refusal::{Refusal, too_many},
     runtime::{Route, Runtime},
 };
-use crate::{cache::CachedKey, metrics::LimiterLabels};
+use portcullis_service::{cache::CachedKey, metrics::LimiterLabels};
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");

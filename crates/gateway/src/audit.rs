@@ -16,8 +16,9 @@ use portcullis_core::OffsetDateTime;
 use serde_json::Value;
 
 use super::{Gateway, headers, upload::UploadFacts};
-use crate::{
-    audit::{QueuePlace, refusals::Refused, request as api},
+use portcullis_http::edge as api;
+use portcullis_service::{
+    audit::{QueuePlace, records::client_ip, refusals::Refused},
     cache::CachedKey,
     config::ClientIpMode,
 };
@@ -204,7 +205,7 @@ fn request_record(
     let client = facts.client.unwrap_or(started.client);
     let client_ip = match gw.app.audit_client_ip {
         ClientIpMode::Store => ClientIp::Seen(portcullis_core::ip::canonical(client)),
-        mode => ClientIp::Pseudonym(api::client_ip(
+        mode => ClientIp::Pseudonym(client_ip(
             mode,
             &gw.app.pepper,
             facts.key.as_ref().map(|k| k.found.key.tenant_id.as_str()),
@@ -214,7 +215,7 @@ fn request_record(
     RequestRecord {
         time: started.time,
         key: facts.key,
-        request_id: crate::request_id::current_shared(),
+        request_id: portcullis_service::request_id::current_shared(),
         reason: answer.code,
         method: started.method,
         route: answer.route.clone(),
@@ -277,7 +278,7 @@ pub(super) fn record(
         time: started.time,
     };
     gw.app.audit.refused(&refused, || {
-        api::client_ip(gw.app.audit_client_ip, &gw.app.pepper, tenant, client)
+        client_ip(gw.app.audit_client_ip, &gw.app.pepper, tenant, client)
     });
 }
 

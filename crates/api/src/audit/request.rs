@@ -11,22 +11,17 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{StatusCode, header::CONTENT_LENGTH},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use http_body::Body as _;
 use portcullis_audit::{Decision, Kind, Record};
 use portcullis_core::tenant::TenantId;
 use serde_json::{Map, Value};
 
-use crate::{error::ApiError, state::AppState};
+use crate::state::AppState;
+pub use portcullis_http::edge::{declared_length, response_length, unavailable};
+pub use portcullis_http::error::ErrorCode;
 pub use portcullis_service::audit::records::{auth_failure, client_ip};
-
-/// The stable code of an error answer, put in the response's extensions by
-/// [`ApiError`]'s `IntoResponse`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorCode(pub &'static str);
 
 /// What the handler side learnt about a request, for its audit record.
 #[derive(Debug, Default)]
@@ -53,31 +48,9 @@ impl AuditSlot {
     }
 }
 
-/// The answer while the audit log refuses requests (`fail_closed`).
-pub fn unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "audit_unavailable",
-        "the audit log cannot record requests right now; retry later",
-    )
-}
-
 /// Paths that answer even while the audit log refuses requests (they change nothing).
 fn ungated(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
-}
-
-/// A request's body size: its `Content-Length`, when it has one.
-pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// A response's body size, when it is known before it is sent.
-pub fn response_length(resp: &Response) -> Option<u64> {
-    declared_length(resp.headers()).or_else(|| resp.body().size_hint().exact())
 }
 
 /// The API's audit middleware: refuses requests in `fail_closed` mode while the log cannot
@@ -106,7 +79,7 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| {
-            crate::gateway::headers::client_ip(c.0.ip(), req.headers(), &state.trusted_proxies)
+            portcullis_http::client::client_ip(c.0.ip(), req.headers(), &state.trusted_proxies)
         });
     let request_id = crate::request_id::current();
     let slot = AuditSlot::default();

@@ -23,10 +23,10 @@ use super::{
     runtime::{Match, Route, Runtime},
     send::{Peering, send},
 };
-use crate::{
-    auth,
+use portcullis_http::{credential, error::ApiError};
+use portcullis_service::{
+    admission,
     cache::{CachedKey, Entry},
-    error::ApiError,
     metrics::{GatewayLabels, RouteName, SharedLabel},
     usage::TOUCH_EVERY_SECONDS,
 };
@@ -42,7 +42,7 @@ pub async fn handle(
     req: Request,
 ) -> Response {
     let Ok(place) = gw.app.audit.admit().await else {
-        let resp = crate::audit::request::unavailable().into_response();
+        let resp = portcullis_http::edge::unavailable().into_response();
         gw.app
             .metrics
             .gateway_requests
@@ -80,7 +80,7 @@ pub async fn handle(
         .observe(start.elapsed().as_secs_f64());
     if let Some(started) = started {
         let status = resp.status().as_u16();
-        let bytes_out = crate::audit::request::response_length(&resp);
+        let bytes_out = portcullis_http::edge::response_length(&resp);
         let answer = audit::Answer {
             route: &route.0,
             status,
@@ -228,7 +228,7 @@ fn rewrite_policy(rt: &Runtime, peer_trusted: bool, headers: &HeaderMap) -> Resu
 /// client address's failure bursts).
 fn unknown_to_detector(gw: &Gateway, client: IpAddr) {
     if let Some(d) = &gw.app.anomaly {
-        crate::events::anomaly::observe(
+        portcullis_service::events::anomaly::observe(
             d,
             gw.app.clock.now(),
             None,
@@ -275,7 +275,7 @@ async fn admit(
             wait,
         ));
     }
-    let secret = match auth::credential(headers) {
+    let secret = match credential::credential(headers) {
         Ok(s) => s,
         Err(e) => {
             facts.auth_failure = Some(e.code);
@@ -283,15 +283,15 @@ async fn admit(
         }
     };
     // Read now, refused only once the key is known to be alive: a dead key is a 401 first.
-    let tenant = auth::tenant_header(headers);
-    let entry = auth::resolve(&gw.app, secret.expose_secret())
+    let tenant = credential::tenant_header(headers);
+    let entry = admission::resolve(&gw.app, secret.expose_secret())
         .await
-        .map_err(|e| Refusal::new("error", e))?;
+        .map_err(|e| Refusal::new("error", e.into()))?;
     // The refusal's audit record (aggregated per address and reason) is written by `handle`
     // from `facts`.
     let fail = |reason: &'static str| {
         m.auth_failures
-            .get_or_create(&crate::metrics::CodeLabel { code: reason })
+            .get_or_create(&portcullis_service::metrics::CodeLabel { code: reason })
             .inc();
         let hint = portcullis_core::key::hint(secret.expose_secret());
         tracing::warn!(
@@ -336,7 +336,7 @@ async fn admit(
     let code = decision::decide(Some(subject), &requirements, now);
     if let Some(d) = &gw.app.anomaly {
         let known = (code != DecisionCode::NotFound).then_some((&owner, key.found.key.id.as_str()));
-        crate::events::anomaly::observe(d, now, known, Some(client), code);
+        portcullis_service::events::anomaly::observe(d, now, known, Some(client), code);
     }
     let forbidden = |code: &'static str, msg: &'static str| {
         tracing::info!(

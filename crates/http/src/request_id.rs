@@ -30,8 +30,8 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     }
     let header = HeaderValue::from_str(&id).ok();
     // Every log line written while the request is handled carries `id` (see `logging`).
-    let mut resp = if crate::auth::key_in_url(req.uri()) {
-        sync_scope(id, crate::auth::key_in_url_response)
+    let mut resp = if crate::edge::key_in_url(req.uri()) {
+        sync_scope(id, crate::edge::key_in_url_response)
     } else {
         // The method and path go to the per-request debug line, never the query string.
         scope(id, next.run(req)).await

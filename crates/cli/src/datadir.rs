@@ -14,7 +14,7 @@ use portcullis_core::{
 use portcullis_sqlite::SqliteStore;
 use portcullis_store::Store;
 
-use crate::config::Config;
+use portcullis_service::{Config, audit, ops};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "portcullis.db";
@@ -33,6 +33,8 @@ pub enum DataDirError {
     Pepper(String),
     #[error("store: {0}")]
     Store(#[from] portcullis_store::StoreError),
+    #[error("{0}")]
+    Op(#[from] ops::OpError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
@@ -125,7 +127,7 @@ pub async fn ensure_root_admin(
     store: &dyn Store,
     pepper: &Pepper,
     clock: &dyn Clock,
-    audit: &crate::audit::AuditLog,
+    audit: &audit::AuditLog,
 ) -> Result<Option<NewAdminKey>, DataDirError> {
     if store.count_admin_keys().await? > 0 {
         return Ok(None);
@@ -136,8 +138,8 @@ pub async fn ensure_root_admin(
         scopes: Vec::new(),
     };
     let policy = portcullis_core::request::KeyPolicy::default();
-    let ctx = crate::ops::Ctx {
-        actor: crate::audit::BOOTSTRAP,
+    let ctx = ops::Ctx {
+        actor: audit::BOOTSTRAP,
         audit,
         store,
         pepper,
@@ -146,5 +148,5 @@ pub async fn ensure_root_admin(
         cache: None,
         events: None,
     };
-    Ok(Some(crate::ops::create_admin_key(ctx, root).await?))
+    Ok(Some(ops::create_admin_key(ctx, root).await?))
 }

@@ -1,10 +1,8 @@
 //! The router and the middleware around it.
-use std::any::Any;
 
 use axum::{
     Router,
     middleware::{from_fn, from_fn_with_state},
-    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use tower_http::catch_panic::CatchPanicLayer;
@@ -52,10 +50,6 @@ pub const ROUTES: [&str; 19] = [
     events::webhooks::REDELIVER,
 ];
 
-pub(crate) fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
-    error::ApiError::internal("handler panicked").into_response()
-}
-
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -78,7 +72,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanicLayer::custom(
+            portcullis_http::edge::panic_response,
+        ))
         .layer(from_fn(request_id::layer))
         .with_state(state)
 }

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
 
 use super::*;
-use crate::gateway::headers::{Hop, Scheme, to_upstream};
+use crate::headers::{Hop, Scheme, to_upstream};
 
 /// The specification, written out apart from [`REWRITE_HEADERS`]: never forwarded at all.
 const SPEC_OVERRIDE: &[&str] = &[
@@ -67,7 +67,7 @@ fn the_list_is_the_specification() {
 
 #[test]
 fn docs_mirror_the_list() {
-    let docs = include_str!("../../../../docs/gateway.md");
+    let docs = include_str!("../../../docs/gateway.md");
     for h in REWRITE_HEADERS {
         let class = match h.class {
             Class::Override => "never",

@@ -10,9 +10,6 @@
 //! events database, `{data_dir}/events.sqlite3` (or `[events] database`), whichever backend
 //! keeps the events: with NATS JetStream it is still this node's SQLite file, so deliver
 //! from one node (`events.webhooks.enabled = false` on the others).
-use std::sync::Arc;
-
-use portcullis_events::{EventError, webhook::WebhookStore};
 pub use portcullis_service::events::webhooks::*;
 
 pub mod api;
@@ -40,13 +37,4 @@ pub fn routes() -> axum::Router<crate::AppState> {
         .route(WEBHOOK_ROLL, post(api::roll_secret))
         .route(DELIVERIES, get(api::deliveries))
         .route(REDELIVER, post(api::redeliver))
-}
-
-/// Opens the webhook store on the events database file of `config` (for a deployment whose
-/// events are not kept in that file: the SQLite event store hands out its own).
-pub async fn open_store(config: &crate::Config) -> Result<Arc<dyn WebhookStore>, EventError> {
-    portcullis_sqlite::SqliteWebhookStore::open(&config.events_database())
-        .await
-        .map(|s| Arc::new(s) as Arc<dyn WebhookStore>)
-        .map_err(|e| EventError::Backend(e.to_string()))
 }

@@ -1,4 +1,4 @@
-//! The gateway: a reverse proxy on its own listener that authenticates, authorises, rate-limits
+//! portcullis-gateway: a reverse proxy on its own listener that authenticates, authorises, rate-limits
 //! and measures every request before it reaches the upstream API (see `docs/gateway.md`).
 //!
 //! - [`config`]: the `[gateway]` section (upstreams, routes, policies, trusted proxies).
@@ -12,6 +12,8 @@
 //! - [`upload`]: streaming body limits and upload measurement.
 //! - [`listener`]: the TCP listener with an open-connections gauge.
 //! - `audit`: the audit records of gateway requests.
+#![forbid(unsafe_code)]
+
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
@@ -19,7 +21,7 @@ use axum::{Router, middleware::from_fn};
 use portcullis_ratelimit::{FailureTracker, Limiter, Nanos};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::state::AppState;
+use portcullis_service::state::AppState;
 
 mod audit;
 pub use portcullis_service::config::gateway as config;
@@ -49,7 +51,7 @@ pub struct Gateway {
     /// Failed authentications per client address.
     pub failures: FailureTracker<IpAddr>,
     /// Timeouts and caps of the gateway listener's connections (fixed at start).
-    pub connections: crate::listen::ConnectionLimits,
+    pub connections: portcullis_http::listen::ConnectionLimits,
     upload_sink: std::sync::RwLock<upload::UploadSink>,
     /// The scheme of the gateway listener: `X-Forwarded-Proto` and `Forwarded: proto=` for
     /// clients that are not trusted proxies. Plaintext HTTP until the listener terminates TLS.
@@ -142,7 +144,9 @@ impl Gateway {
 pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .fallback(proxy::handle)
-        .layer(CatchPanicLayer::custom(crate::app::panic_response))
-        .layer(from_fn(crate::request_id::layer))
+        .layer(CatchPanicLayer::custom(
+            portcullis_http::edge::panic_response,
+        ))
+        .layer(from_fn(portcullis_http::request_id::layer))
         .with_state(gw)
 }

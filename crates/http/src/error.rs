@@ -15,6 +15,11 @@ use serde_json::json;
 
 use crate::request_id;
 
+/// The stable code of an error answer, put in the response's extensions by
+/// [`ApiError`]'s `IntoResponse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// Every code a client can see, its status and meaning. `docs/errors.md` lists each one (a test
 /// checks that it does).
 pub const CODES: &[(&str, u16, &str)] = &[
@@ -357,8 +362,7 @@ impl IntoResponse for ApiError {
         }});
         let mut resp = (self.status, Json(body)).into_response();
         // The audit record of the request takes its reason from here.
-        resp.extensions_mut()
-            .insert(crate::audit::request::ErrorCode(self.code));
+        resp.extensions_mut().insert(ErrorCode(self.code));
         resp
     }
 }

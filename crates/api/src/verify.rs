@@ -14,13 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    auth::{self, Admin},
-    body::JsonBody,
-    cache::Entry,
-    error::ApiError,
-    metrics::CodeLabel,
-    state::AppState,
-    usage::TOUCH_EVERY_SECONDS,
+    auth::Admin, body::JsonBody, cache::Entry, error::ApiError, metrics::CodeLabel,
+    state::AppState, usage::TOUCH_EVERY_SECONDS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +100,7 @@ pub async fn verify(
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid_ip", "ip is not an IPv4 or IPv6 address"))?;
     let now = state.clock.now();
-    let resolved = auth::resolve(&state, req.key.expose_secret()).await?;
+    let resolved = portcullis_service::admission::resolve(&state, req.key.expose_secret()).await?;
     let cached = match &resolved {
         Entry::Key(k) => Some(k.clone()),
         _ => None,

@@ -20,7 +20,8 @@ use super::{
     runtime::Route,
     upload::{Exceeded, Metered},
 };
-use crate::metrics::{RouteName, SharedLabel};
+use portcullis_http::error::ApiError;
+use portcullis_service::metrics::{RouteName, SharedLabel};
 
 /// Who sent the request, for the forwarding headers.
 pub(super) struct Peering<'a> {
@@ -90,7 +91,7 @@ pub(super) async fn send(
         let route_name = route.name.clone();
         let request_id = parts
             .headers
-            .get(&crate::request_id::HEADER)
+            .get(&portcullis_http::request_id::HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
@@ -171,10 +172,9 @@ pub(super) async fn send(
             ))
         }
         Ok(Err(_)) if exceeded.get() => Err(too_large()),
-        Ok(Err(e)) if crate::listen::body::is_body_timeout(&e) => Err(Refusal::new(
-            "body_timeout",
-            crate::error::ApiError::body_timeout(),
-        )),
+        Ok(Err(e)) if portcullis_http::listen::body::is_body_timeout(&e) => {
+            Err(Refusal::new("body_timeout", ApiError::body_timeout()))
+        }
         Ok(Err(e)) => {
             tracing::warn!(
                 route = &*route.name,

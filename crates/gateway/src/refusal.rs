@@ -5,7 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::error::ApiError;
+use portcullis_http::error::ApiError;
 
 /// A refusal: the error, the decision label for metrics, and headers to add.
 pub(super) struct Refusal {

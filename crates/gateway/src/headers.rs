@@ -11,12 +11,10 @@ use axum::http::{
         TRANSFER_ENCODING, UPGRADE,
     },
 };
-use ipnet::IpNet;
 
 use super::rewrite;
-use crate::auth::{X_API_KEY, X_TENANT_ID};
+use portcullis_http::credential::{X_API_KEY, X_TENANT_ID};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_PORTCULLIS_TENANT: HeaderName = HeaderName::from_static("x-portcullis-tenant");
 pub static X_PORTCULLIS_KEY_ID: HeaderName = HeaderName::from_static("x-portcullis-key-id");
@@ -26,75 +24,8 @@ pub static X_PORTCULLIS_SCOPES: HeaderName = HeaderName::from_static("x-portcull
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The scheme of the listener a request came in on: what `X-Forwarded-Proto` and `proto=` say
-/// unless a trusted proxy said otherwise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Scheme {
-    /// Plaintext HTTP (the gateway listener today).
-    #[default]
-    Http,
-    /// HTTP over TLS.
-    Https,
-}
-
-impl Scheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
-
 pub use portcullis_core::ip::parse_trusted_proxies;
-
-/// Whether the socket peer is one of the trusted proxies.
-pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
-    let peer = portcullis_core::ip::canonical(peer);
-    trusted.iter().any(|n| n.contains(&peer))
-}
-
-/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries that do not
-/// parse end the walk (everything left of them is the client's own claim).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let peer = portcullis_core::ip::canonical(peer);
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut client = peer;
-    let entries = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect::<Vec<_>>();
-    for entry in entries.iter().rev() {
-        let Some(ip) = parse_forwarded_ip(entry) else {
-            break;
-        };
-        client = portcullis_core::ip::canonical(ip);
-        if !is_trusted(&client) {
-            break;
-        }
-    }
-    client
-}
-
-/// `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]`, `1.2.3.4:5678`, `[2001:db8::1]:5678`.
-fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
-    let e = entry.trim();
-    if let Ok(ip) = e.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(sa) = e.parse::<std::net::SocketAddr>() {
-        return Some(sa.ip());
-    }
-    e.strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|r| r.parse().ok())
-}
+pub use portcullis_http::client::{Scheme, X_FORWARDED_FOR, client_ip, is_trusted};
 
 /// Names a `Connection` header lists: they are hop-by-hop too.
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
@@ -259,6 +190,7 @@ pub fn from_upstream(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::IpNet;
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
