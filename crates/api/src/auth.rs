@@ -9,21 +9,16 @@ use axum::{
     extract::FromRequestParts,
     http::{StatusCode, request::Parts},
 };
-use portcullis_core::{
-    ExposeSecret, hash::KeyHash, key, model::AdminKey, scope::Scope, tenant::TenantId,
-};
+use portcullis_core::{hash::KeyHash, model::AdminKey, scope::Scope, tenant::TenantId};
 
 pub use portcullis_http::credential::{X_API_KEY, X_TENANT_ID, credential, tenant_header};
 pub use portcullis_service::admission::admin_now;
-use portcullis_service::admission::resolve_hashed;
+use portcullis_service::admission::{self, AdmittedAdmin, InvalidTenantHeader, Presented, Refusal};
 
 use crate::{
     audit::{self, request::AuditSlot},
-    cache::Entry,
     error::ApiError,
-    metrics::CodeLabel,
     state::AppState,
-    usage::TOUCH_EVERY_SECONDS,
 };
 
 /// An authenticated admin key, extracted from the request headers.
@@ -44,74 +39,33 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let slot = parts.extensions.get::<AuditSlot>().cloned();
-        let audit_failure = |reason: &'static str, tenant: Option<&TenantId>, hint| {
-            if let Some(slot) = &slot {
-                slot.with(|f| {
-                    f.auth = Some("failure");
-                    f.tenant = f.tenant.take().or_else(|| tenant.cloned());
-                    f.data.insert("auth_failure".into(), reason.into());
-                });
-            }
-            state.audit.record(audit::request::auth_failure(
-                state.clock.precise_now(),
-                tenant,
-                reason,
-                hint,
-                crate::request_id::current(),
-            ));
-        };
-        let secret = match credential(&parts.headers) {
-            Ok(s) => s,
+        let presented = match credential(&parts.headers) {
+            Ok(secret) => Presented {
+                secret,
+                tenant: tenant_header(&parts.headers).map_err(|_| InvalidTenantHeader),
+            },
             Err(e) => {
-                audit_failure(e.code, None, None);
+                record_failure(state, slot.as_ref(), e.code, None, None);
                 return Err(e);
             }
         };
-        // Refused only once the key is known to be alive: a dead key is a 401 first.
-        let tenant_header = tenant_header(&parts.headers);
-        let reject = |reason: &'static str, owner: Option<&TenantId>| {
-            state
-                .metrics
-                .auth_failures
-                .get_or_create(&CodeLabel { code: reason })
-                .inc();
-            let hint = key::hint(secret.expose_secret());
-            tracing::warn!(
-                reason,
-                key_hint = hint.as_deref().unwrap_or("(malformed)"),
-                "admin authentication failed"
-            );
-            audit_failure(reason, owner, hint);
-            ApiError::invalid_api_key()
-        };
-        let (entry, hash) = resolve_hashed(state, secret.expose_secret()).await?;
-        let (cached, hash) = match (entry, hash) {
-            (Entry::Admin(a), Some(h)) => (a, h),
-            (Entry::Key(k), _) => {
-                return Err(reject("not_an_admin_key", Some(&k.found.key.tenant_id)));
+        let admitted = match admission::admin(state, presented).await {
+            Ok(a) => a,
+            Err(Refusal::Unauthenticated(f)) => {
+                record_failure(state, slot.as_ref(), f.reason, f.tenant.as_ref(), f.hint);
+                return Err(ApiError::invalid_api_key());
             }
-            _ => return Err(reject("unknown_or_malformed", None)),
+            Err(r) => return Err(r.into()),
         };
-        let now = state.clock.now();
-        if cached.key.revoked_at.is_some_and(|r| r <= now) {
-            return Err(reject("revoked", cached.key.tenant_id.as_ref()));
-        }
-        let tenant = tenant_header?;
+        let AdmittedAdmin { key, hash, tenant } = admitted;
         if let Some(slot) = &slot {
             slot.with(|f| {
                 f.auth = Some("success");
-                f.actor = Some(cached.key.id.clone());
-                f.tenant = cached.key.tenant_id.clone().or_else(|| tenant.clone());
+                f.actor = Some(key.id.clone());
+                f.tenant = key.tenant_id.clone().or_else(|| tenant.clone());
             });
         }
-        if cached
-            .used
-            .should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS)
-        {
-            state.usage.record(&cached.key.id, now);
-        }
-        let admin = cached.key.clone();
-        if let (Some(t), Some(bound)) = (&tenant, &admin.tenant_id)
+        if let (Some(t), Some(bound)) = (&tenant, &key.tenant_id)
             && t != bound
         {
             return Err(ApiError::new(
@@ -121,12 +75,37 @@ impl FromRequestParts<AppState> for Admin {
             ));
         }
         Ok(Admin {
-            key: admin,
+            key,
             hash,
             tenant_header: tenant,
             audit: slot,
         })
     }
+}
+
+/// An admin authentication failure's audit facts: on the request's record (its reason) and as
+/// an `auth.failure` record of its own.
+fn record_failure(
+    state: &AppState,
+    slot: Option<&AuditSlot>,
+    reason: &'static str,
+    tenant: Option<&TenantId>,
+    hint: Option<String>,
+) {
+    if let Some(slot) = slot {
+        slot.with(|f| {
+            f.auth = Some("failure");
+            f.tenant = f.tenant.take().or_else(|| tenant.cloned());
+            f.data.insert("auth_failure".into(), reason.into());
+        });
+    }
+    state.audit.record(audit::request::auth_failure(
+        state.clock.precise_now(),
+        tenant,
+        reason,
+        hint,
+        crate::request_id::current(),
+    ));
 }
 
 impl Admin {

@@ -6,17 +6,16 @@ use std::net::IpAddr;
 use axum::{Json, extract::State};
 use portcullis_core::{
     ExposeSecret, OffsetDateTime, SecretString,
-    decision::{self, DecisionCode, Requirements, Subject},
+    decision::DecisionCode,
     scope::{self, Scope},
     tenant::{Environment, TenantId},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{
-    auth::Admin, body::JsonBody, cache::Entry, error::ApiError, metrics::CodeLabel,
-    state::AppState, usage::TOUCH_EVERY_SECONDS,
-};
+use portcullis_service::admission::{self, Evaluation, Needs};
+
+use crate::{auth::Admin, body::JsonBody, error::ApiError, metrics::CodeLabel, state::AppState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,32 +99,26 @@ pub async fn verify(
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid_ip", "ip is not an IPv4 or IPv6 address"))?;
     let now = state.clock.now();
-    let resolved = portcullis_service::admission::resolve(&state, req.key.expose_secret()).await?;
-    let cached = match &resolved {
-        Entry::Key(k) => Some(k.clone()),
-        _ => None,
-    };
-    let subject = cached.as_ref().map(|k| Subject {
-        key: &k.found.key,
-        tenant_status: k.found.tenant_status,
-        secret_expires_at: k.found.secret_expires_at,
-    });
-    let requirements = Requirements {
+    let needs = Needs {
         tenant: tenant.as_ref(),
         environment: req.environment,
         scopes: &required,
         ip,
     };
-    let mut code = decision::decide(subject, &requirements, now);
+    let Evaluation {
+        key: cached, code, ..
+    } = admission::evaluate(&state, req.key.expose_secret(), &needs, now).await?;
     // Nothing about another tenant's key (not even that it is revoked or expired) is revealed
     // to a tenant-bound caller.
     let foreign = cached
         .as_ref()
         .zip(tenant.as_ref())
         .is_some_and(|(k, t)| k.found.key.tenant_id != *t);
-    if foreign && !admin.is_root() {
-        code = DecisionCode::NotFound;
-    }
+    let code = if foreign && !admin.is_root() {
+        DecisionCode::NotFound
+    } else {
+        code
+    };
     if let Some(slot) = &admin.audit {
         slot.with(|f| {
             f.data.insert("verify_code".into(), code.as_str().into());
@@ -147,24 +140,19 @@ pub async fn verify(
             code: code.as_str(),
         })
         .inc();
-    if let Some(d) = &state.anomaly {
-        let known = cached
-            .as_ref()
-            .filter(|_| code != DecisionCode::NotFound && code != DecisionCode::TenantMismatch)
-            .map(|k| (&k.found.key.tenant_id, k.found.key.id.as_str()));
-        crate::events::anomaly::observe(d, now, known, ip, code);
-    }
+    // A key of another tenant than the one asked about is not attributed to that key.
+    let known = cached
+        .as_deref()
+        .filter(|_| code != DecisionCode::TenantMismatch);
+    admission::observe(&state, now, known, code, ip);
     let answer = match (&cached, code) {
         (_, DecisionCode::NotFound | DecisionCode::TenantMismatch) | (None, _) => {
             VerifyResponse::bare(code)
         }
         (Some(k), code) => {
             let key = &k.found.key;
-            if code.is_valid()
-                && k.used
-                    .should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS)
-            {
-                state.usage.record(&key.id, now);
+            if code.is_valid() {
+                admission::touch(&state, &k.used, &key.id, now);
             }
             if !code.is_valid() {
                 tracing::info!(key_id = %key.id, tenant = %key.tenant_id, code = code.as_str(), "verify: key refused");

@@ -8,10 +8,6 @@ use axum::{
     http::{HeaderMap, StatusCode, header::HOST},
     response::{IntoResponse, Response},
 };
-use portcullis_core::{
-    ExposeSecret,
-    decision::{self, DecisionCode, Requirements, Subject},
-};
 
 use super::{
     Gateway, audit, headers,
@@ -25,10 +21,9 @@ use super::{
 };
 use portcullis_http::{credential, error::ApiError};
 use portcullis_service::{
-    admission,
-    cache::{CachedKey, Entry},
+    admission::{self, InvalidTenantHeader, Needs, Presented},
+    cache::CachedKey,
     metrics::{GatewayLabels, RouteName, SharedLabel},
-    usage::TOUCH_EVERY_SECONDS,
 };
 
 /// The route label of requests no route matched.
@@ -224,20 +219,6 @@ fn rewrite_policy(rt: &Runtime, peer_trusted: bool, headers: &HeaderMap) -> Resu
     }
 }
 
-/// Tells the anomaly detector of a credential that resolved to no key (counts towards the
-/// client address's failure bursts).
-fn unknown_to_detector(gw: &Gateway, client: IpAddr) {
-    if let Some(d) = &gw.app.anomaly {
-        portcullis_service::events::anomaly::observe(
-            d,
-            gw.app.clock.now(),
-            None,
-            Some(client),
-            DecisionCode::NotFound,
-        );
-    }
-}
-
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
@@ -252,6 +233,8 @@ pub(super) struct Admitted {
     pub(super) shown: Option<Shown>,
 }
 
+/// The admission pipeline at the gateway: the brute-force block of the client's address, the
+/// credential ([`admission::tenant_key`]: resolution and decision), then the rate limits.
 async fn admit(
     gw: &Gateway,
     rt: &Runtime,
@@ -260,14 +243,13 @@ async fn admit(
     headers: &HeaderMap,
     facts: &mut audit::Facts,
 ) -> Result<Admitted, Refusal> {
-    let m = &gw.app.metrics;
     let now_ns = gw.now_nanos();
     // Counted per IPv4 address and per IPv6 /64.
     let who = portcullis_core::ip::client_group(client);
     if rt.brute_force.enabled
         && let Some(wait) = gw.failures.blocked(&who, now_ns)
     {
-        m.brute_force_refused.inc();
+        gw.app.metrics.brute_force_refused.inc();
         return Err(too_many(
             "blocked",
             "too_many_failed_attempts",
@@ -282,134 +264,60 @@ async fn admit(
             return Err(Refusal::new("unauthenticated", e));
         }
     };
-    // Read now, refused only once the key is known to be alive: a dead key is a 401 first.
-    let tenant = credential::tenant_header(headers);
-    let entry = admission::resolve(&gw.app, secret.expose_secret())
-        .await
-        .map_err(|e| Refusal::new("error", e.into()))?;
-    // The refusal's audit record (aggregated per address and reason) is written by `handle`
-    // from `facts`.
-    let fail = |reason: &'static str| {
-        m.auth_failures
-            .get_or_create(&portcullis_service::metrics::CodeLabel { code: reason })
-            .inc();
-        let hint = portcullis_core::key::hint(secret.expose_secret());
-        tracing::warn!(
-            reason,
-            route = &*route.name,
-            client = %client,
-            key_hint = hint.as_deref().unwrap_or("(malformed)"),
-            "gateway authentication failed"
-        );
-        if rt.brute_force.enabled && gw.failures.record_failure(&who, now_ns).is_some() {
-            m.brute_force_blocks.inc();
-            tracing::warn!(client = %client, "client address blocked after repeated authentication failures");
-        }
-        Refusal::new("unauthenticated", ApiError::invalid_api_key())
+    let presented = Presented {
+        secret,
+        tenant: credential::tenant_header(headers).map_err(|_| InvalidTenantHeader),
     };
-    let key = match entry {
-        Entry::Key(k) => k,
-        Entry::Admin(_) => {
-            unknown_to_detector(gw, client);
-            facts.auth_failure = Some("admin_key_on_gateway");
-            return Err(fail("admin_key_on_gateway"));
-        }
-        Entry::Unknown => {
-            unknown_to_detector(gw, client);
-            facts.auth_failure = Some("unknown_or_malformed");
-            return Err(fail("unknown_or_malformed"));
-        }
-    };
-    let owner = key.found.key.tenant_id.clone();
-    let now = gw.app.clock.now();
-    let subject = Subject {
-        key: &key.found.key,
-        tenant_status: key.found.tenant_status,
-        secret_expires_at: key.found.secret_expires_at,
-    };
-    let requirements = Requirements {
-        tenant: tenant.as_ref().ok().and_then(Option::as_ref),
+    let needs = Needs {
+        tenant: None,
         environment: route.environment,
         scopes: &route.scopes,
         ip: Some(client),
     };
-    let code = decision::decide(Some(subject), &requirements, now);
-    if let Some(d) = &gw.app.anomaly {
-        let known = (code != DecisionCode::NotFound).then_some((&owner, key.found.key.id.as_str()));
-        portcullis_service::events::anomaly::observe(d, now, known, Some(client), code);
-    }
-    let forbidden = |code: &'static str, msg: &'static str| {
-        tracing::info!(
-            key_id = %key.found.key.id,
-            route = &*route.name,
-            code,
-            "gateway: key refused"
-        );
-        refuse("forbidden", StatusCode::FORBIDDEN, code, msg)
+    let key = match admission::tenant_key(&gw.app, presented, needs).await {
+        Ok(key) => key,
+        Err(r) => return Err(refused(gw, rt, &who, now_ns, r, facts)),
     };
-    let failed = match code {
-        DecisionCode::NotFound => Some("unknown_or_malformed"),
-        DecisionCode::Expired => Some("expired"),
-        DecisionCode::Revoked => Some("revoked"),
-        _ => None,
-    };
-    // An unknown key reveals no tenant; an expired or revoked one is its tenant's business: its
-    // tenant's chain gets the records.
-    if code != DecisionCode::NotFound {
-        facts.key = Some(key.clone());
-    }
-    if let Some(reason) = failed {
-        facts.auth_failure = Some(reason);
-        return Err(fail(reason));
-    }
-    tenant.map_err(|e| Refusal::new("unauthenticated", e))?;
-    match code {
-        DecisionCode::Valid
-        | DecisionCode::NotFound
-        | DecisionCode::Expired
-        | DecisionCode::Revoked => {}
-        DecisionCode::TenantMismatch => {
-            return Err(forbidden(
-                "tenant_mismatch",
-                "X-Tenant-Id names another tenant than the key's",
-            ));
-        }
-        DecisionCode::TenantSuspended => {
-            return Err(forbidden(
-                "tenant_inactive",
-                "the key's tenant is suspended",
-            ));
-        }
-        DecisionCode::EnvironmentMismatch => {
-            return Err(forbidden(
-                "environment_mismatch",
-                "this route does not accept keys of this environment",
-            ));
-        }
-        DecisionCode::IpNotAllowed => {
-            return Err(forbidden(
-                "ip_not_allowed",
-                "the key may not be used from this address",
-            ));
-        }
-        DecisionCode::InsufficientScope => {
-            return Err(forbidden(
-                "insufficient_scope",
-                "the key lacks a scope this route requires",
-            ));
-        }
-    }
+    facts.key = Some(key.clone());
     let shown = limit(gw, rt, route, &key, now_ns)?;
-    if key
-        .used
-        .should_touch(now.unix_timestamp(), TOUCH_EVERY_SECONDS)
-    {
-        gw.app.usage.record(&key.found.key.id, now);
-    }
     Ok(Admitted {
         key: Some(key),
         shown,
     })
+}
+
+/// A refusal of the admission pipeline as the gateway answers it: its audit facts noted (the
+/// refused key's tenant chain gets the record), and a failed authentication counted towards
+/// its client address's block.
+fn refused(
+    gw: &Gateway,
+    rt: &Runtime,
+    who: &IpAddr,
+    now_ns: u64,
+    refusal: admission::Refusal,
+    facts: &mut audit::Facts,
+) -> Refusal {
+    let decision = match &refusal {
+        admission::Refusal::Unauthenticated(f) => {
+            facts.auth_failure = Some(f.reason);
+            facts.key = f.key.clone();
+            if rt.brute_force.enabled && gw.failures.record_failure(who, now_ns).is_some() {
+                gw.app.metrics.brute_force_blocks.inc();
+                tracing::warn!(client = %who, "client address blocked after repeated authentication failures");
+            }
+            "unauthenticated"
+        }
+        admission::Refusal::InvalidTenantHeader { key } => {
+            facts.key = key.clone();
+            "unauthenticated"
+        }
+        admission::Refusal::Forbidden { key, .. } => {
+            facts.key = Some(key.clone());
+            "forbidden"
+        }
+        _ => "error",
+    };
+    Refusal::new(decision, refusal.into())
 }
 
 #[cfg(test)]

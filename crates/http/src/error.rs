@@ -413,6 +413,46 @@ impl From<portcullis_service::ops::OpError> for ApiError {
     }
 }
 
+impl From<portcullis_service::admission::Refusal> for ApiError {
+    fn from(r: portcullis_service::admission::Refusal) -> Self {
+        use portcullis_core::decision::DecisionCode;
+        use portcullis_service::admission::Refusal;
+        match r {
+            Refusal::Unauthenticated(_) => Self::invalid_api_key(),
+            Refusal::InvalidTenantHeader { .. } => Self::bad_request(
+                "invalid_tenant_header",
+                "X-Tenant-Id is not a valid tenant id",
+            ),
+            Refusal::Forbidden { code, .. } => {
+                let (code, message) = match code {
+                    DecisionCode::TenantMismatch => (
+                        "tenant_mismatch",
+                        "X-Tenant-Id names another tenant than the key's",
+                    ),
+                    DecisionCode::TenantSuspended => {
+                        ("tenant_inactive", "the key's tenant is suspended")
+                    }
+                    DecisionCode::EnvironmentMismatch => (
+                        "environment_mismatch",
+                        "this route does not accept keys of this environment",
+                    ),
+                    DecisionCode::IpNotAllowed => (
+                        "ip_not_allowed",
+                        "the key may not be used from this address",
+                    ),
+                    _ => (
+                        "insufficient_scope",
+                        "the key lacks a scope this route requires",
+                    ),
+                };
+                Self::new(StatusCode::FORBIDDEN, code, message)
+            }
+            Refusal::Store(e) => e.into(),
+            other => Self::internal(format_args!("unmapped refusal {other:?}")),
+        }
+    }
+}
+
 impl From<PathRejection> for ApiError {
     fn from(_: PathRejection) -> Self {
         Self::not_found()

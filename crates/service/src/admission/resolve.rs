@@ -1,6 +1,5 @@
-//! The first steps of admitting a request, shared by the admin API, the verify API and the
-//! gateway: a presented secret resolved to what it names (a tenant key, an admin key, or
-//! nothing), through the credential cache and then the store.
+//! Key resolution, the first step of admission: a presented secret resolved to what it names
+//! (a tenant key, an admin key, or nothing), through the credential cache and then the store.
 use std::sync::Arc;
 
 use portcullis_core::{
