@@ -8,47 +8,11 @@ use axum::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
-    admin_keys, audit, error, events, health, keys, metrics, request_id, state::AppState, tenants,
-    verify,
+    admin_keys, audit, error, events, health, keys, metrics, record, request_id, state::AppState,
+    tenants, verify,
 };
 
-const TENANTS: &str = "/v1/tenants";
-const TENANT: &str = "/v1/tenants/{tenant}";
-const KEYS: &str = "/v1/tenants/{tenant}/keys";
-const KEY: &str = "/v1/tenants/{tenant}/keys/{key_id}";
-const KEY_ROLL: &str = "/v1/tenants/{tenant}/keys/{key_id}/roll";
-const KEY_REVOKE: &str = "/v1/tenants/{tenant}/keys/{key_id}/revoke";
-const AUDIT: &str = "/v1/tenants/{tenant}/audit";
-const ADMIN_KEYS: &str = "/v1/admin-keys";
-const ADMIN_KEY_REVOKE: &str = "/v1/admin-keys/{admin_key_id}/revoke";
-const EVENTS: &str = "/v1/events";
-const VERIFY: &str = "/v1/verify";
-const HEALTHZ: &str = "/healthz";
-const READYZ: &str = "/readyz";
-const METRICS: &str = "/metrics";
-
-/// Every route template; the metrics label requests by these.
-pub const ROUTES: [&str; 19] = [
-    TENANTS,
-    TENANT,
-    KEYS,
-    KEY,
-    KEY_ROLL,
-    KEY_REVOKE,
-    AUDIT,
-    ADMIN_KEYS,
-    ADMIN_KEY_REVOKE,
-    EVENTS,
-    VERIFY,
-    HEALTHZ,
-    READYZ,
-    METRICS,
-    events::webhooks::WEBHOOKS,
-    events::webhooks::WEBHOOK,
-    events::webhooks::WEBHOOK_ROLL,
-    events::webhooks::DELIVERIES,
-    events::webhooks::REDELIVER,
-];
+use crate::routes::*;
 
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
@@ -68,7 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(metrics::handler))
-        .route_layer(from_fn_with_state(state.clone(), audit::request::layer))
+        .route_layer(from_fn_with_state(state.clone(), record::layer))
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)

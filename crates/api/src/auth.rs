@@ -16,8 +16,8 @@ pub use portcullis_service::admission::admin_now;
 use portcullis_service::admission::{self, AdmittedAdmin, InvalidTenantHeader, Presented, Refusal};
 
 use crate::{
-    audit::{self, request::AuditSlot},
     error::ApiError,
+    record::{self, AuditSlot},
     state::AppState,
 };
 
@@ -99,7 +99,7 @@ fn record_failure(
             f.data.insert("auth_failure".into(), reason.into());
         });
     }
-    state.audit.record(audit::request::auth_failure(
+    state.audit.record(record::auth_failure(
         state.clock.precise_now(),
         tenant,
         reason,

@@ -12,7 +12,7 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     // In `fail_closed` mode a server that cannot record refuses every request: not ready.
     if state.audit.refusing() {
-        return Err(crate::audit::request::unavailable());
+        return Err(portcullis_http::edge::unavailable());
     }
     match state.store.ping().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),

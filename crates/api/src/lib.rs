@@ -15,6 +15,8 @@ pub mod keys;
 pub mod metrics;
 pub mod no_store;
 pub mod page;
+pub mod record;
+pub mod routes;
 pub mod tenants;
 pub mod verify;
 

@@ -13,7 +13,7 @@ use crate::state::AppState;
 /// The label of a matched route: one of the router's templates (no allocation per request, and
 /// the label set stays bounded).
 fn route_label(path: Option<&MatchedPath>) -> &'static str {
-    path.and_then(|p| crate::app::ROUTES.iter().find(|r| **r == p.as_str()))
+    path.and_then(|p| crate::routes::ROUTES.iter().find(|r| **r == p.as_str()))
         .copied()
         .unwrap_or("other")
 }

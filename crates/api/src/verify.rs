@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 
 use portcullis_service::admission::{self, Evaluation, Needs};
 
-use crate::{auth::Admin, body::JsonBody, error::ApiError, metrics::CodeLabel, state::AppState};
+use portcullis_service::metrics::CodeLabel;
+
+use crate::{auth::Admin, body::JsonBody, error::ApiError, state::AppState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ use portcullis_core::error::ValidationError;
 use portcullis_store::StoreError;
 use serde_json::json;
 
-use crate::request_id;
+use portcullis_service::request_id;
 
 /// The stable code of an error answer, put in the response's extensions by
 /// [`ApiError`]'s `IntoResponse`.

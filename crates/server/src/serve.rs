@@ -53,25 +53,7 @@ pub async fn serve_all(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    // Changes made by other writers of the store (the operator CLI) reach the cache this way.
-    let mut tasks = vec![crate::changes::spawn(&state)];
-    if let Some(config) = state.audit.config() {
-        tasks.extend(crate::audit::retention::spawn_purger(
-            state.audit.clone(),
-            config.clone(),
-            state.clock.clone(),
-        ));
-    }
-    if state.events.backend().is_some() {
-        tasks.push(crate::events::spawn_purger(
-            state.events.clone(),
-            state.clock.clone(),
-        ));
-        tasks.extend(crate::events::expiry::spawn_scanner(state.clone()));
-        tasks.extend(crate::events::audit_health::spawn_watcher(state.clone()));
-        tasks.extend(crate::events::webhooks::spawn(&state));
-        tasks.extend(crate::events::anomaly::spawn_ticker(state.clone()));
-    }
+    let mut tasks = portcullis_service::tasks::spawn(&state);
     let gateway_server = gateway.map(|g| {
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));
         #[cfg(unix)]

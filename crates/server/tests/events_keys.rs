@@ -128,19 +128,31 @@ async fn expiry_notices_once_per_key_and_expiry() {
             .collect::<Vec<_>>()
     };
     // The first scan after start covers the notice window (7 days by default).
-    expiry::scan(&server.state, now - Duration::days(7), now).await;
+    expiry::scan(
+        server.state.store.as_ref(),
+        &server.state.events,
+        now - Duration::days(7),
+        now,
+    )
+    .await;
     let events = events_of(&server, "acme").await;
     assert_eq!(
         expiring(&events, EventType::KeyExpiring),
         vec![soon.clone()]
     );
     // Scanning the same span again: no second notice.
-    expiry::scan(&server.state, now - Duration::days(7), now).await;
+    expiry::scan(
+        server.state.store.as_ref(),
+        &server.state.events,
+        now - Duration::days(7),
+        now,
+    )
+    .await;
     let events = events_of(&server, "acme").await;
     assert_eq!(expiring(&events, EventType::KeyExpiring).len(), 1);
     // 23 days on, `later` enters its window; 4 days on, `soon` has expired.
     let t1 = now + Duration::days(24);
-    expiry::scan(&server.state, now, t1).await;
+    expiry::scan(server.state.store.as_ref(), &server.state.events, now, t1).await;
     let events = events_of(&server, "acme").await;
     assert_eq!(
         expiring(&events, EventType::KeyExpiring),

@@ -146,13 +146,16 @@ impl ChangeWatcher {
     }
 }
 
-/// Follows `state`'s store feed into its key cache and change signal.
-pub fn spawn(state: &crate::AppState) -> tokio::task::JoinHandle<()> {
-    let store = state.store.clone();
-    let feed: Arc<dyn ChangeFeed> = store;
-    let sink: Arc<dyn ChangeSink> = Arc::new(state.cache.clone());
-    let every = Duration::from_millis(state.change_poll_ms.max(1));
-    ChangeWatcher::new(feed, sink, state.changes.clone()).spawn(every)
+/// Follows the store's change feed into `cache` and `signal` every `poll_ms` milliseconds.
+pub fn spawn(
+    feed: Arc<dyn ChangeFeed>,
+    cache: KeyCache,
+    signal: ChangeSignal,
+    poll_ms: u64,
+) -> tokio::task::JoinHandle<()> {
+    let sink: Arc<dyn ChangeSink> = Arc::new(cache);
+    let every = Duration::from_millis(poll_ms.max(1));
+    ChangeWatcher::new(feed, sink, signal).spawn(every)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`events`]: publishing events, anomaly detection, key expiry, webhook delivery, SSE caps.
 //! - [`metrics`]: every Prometheus handle, registered once.
 //! - [`request_id`]: the id of the request being handled.
+//! - [`tasks`]: the background tasks of a server, started from its state.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod ops;
 pub mod request_id;
 pub mod state;
+pub mod tasks;
 pub mod usage;
 
 pub use config::Config;

@@ -89,7 +89,7 @@ pub struct Metrics {
     pub listeners: ListenerMetrics,
     pub audit: AuditMetrics,
     /// The event pipeline's handles ([`crate::events::Events`] takes clones of them).
-    pub events: crate::events::EventsMetrics,
+    pub events: EventsMetrics,
 }
 
 /// The audit log's metrics. Cheap to clone (every handle shares its value): the audit writer
@@ -295,7 +295,7 @@ impl Metrics {
         let listeners = ListenerMetrics::default();
         listeners.register(&mut registry);
         audit.register(&mut registry);
-        let events = crate::events::EventsMetrics::default();
+        let events = EventsMetrics::default();
         events.register(&mut registry);
         Self {
             audit,
@@ -373,6 +373,44 @@ impl ListenerMetrics {
             "listener_body_timeouts",
             "Request bodies cut because the client stalled longer than the body-read timeout",
             self.body_timeouts.clone(),
+        );
+    }
+}
+
+/// Counters of the event pipeline (on `/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct EventsMetrics {
+    /// Events stored by this node.
+    pub published: Counter,
+    /// Publishes that failed (their events are lost; logged).
+    pub publish_failures: Counter,
+    /// Open SSE streams.
+    pub sse_subscribers: Gauge,
+    /// SSE clients closed because they fell behind their buffer.
+    pub sse_overflows: Counter,
+}
+
+impl EventsMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "events_published",
+            "Events stored by this node",
+            self.published.clone(),
+        );
+        registry.register(
+            "events_publish_failures",
+            "Event publishes that failed",
+            self.publish_failures.clone(),
+        );
+        registry.register(
+            "events_sse_subscribers",
+            "Open SSE event streams",
+            self.sse_subscribers.clone(),
+        );
+        registry.register(
+            "events_sse_overflows",
+            "SSE clients told to reconnect because they fell behind",
+            self.sse_overflows.clone(),
         );
     }
 }

@@ -8,7 +8,7 @@ use portcullis_core::{decision::DecisionCode, tenant::TenantId};
 use portcullis_events::anomaly::unix_millis;
 pub use portcullis_events::anomaly::{AnomalyConfig, Detector};
 
-use crate::state::AppState;
+use crate::events::Events;
 
 /// How often windows are closed and raised events published.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -50,18 +50,21 @@ pub fn observe(
 }
 
 /// Closes windows and publishes raised events every [`TICK`].
-pub fn spawn_ticker(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
-    let detector = state.anomaly.clone()?;
-    Some(tokio::spawn(async move {
+pub fn spawn_ticker(
+    detector: Arc<Detector>,
+    events: Events,
+    clock: Arc<dyn portcullis_core::clock::Clock>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            detector.tick(unix_millis(state.clock.now()));
+            detector.tick(unix_millis(clock.now()));
             let raised = detector.drain();
             if !raised.is_empty() {
-                state.events.publish(raised).await;
+                events.publish(raised).await;
             }
         }
-    }))
+    })
 }

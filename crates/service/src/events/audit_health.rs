@@ -4,15 +4,30 @@
 use portcullis_events::EventType;
 use serde_json::json;
 
-use crate::{config::AuditMode, state::AppState};
+use std::sync::Arc;
+
+use portcullis_core::clock::Clock;
+
+use super::Events;
+use crate::{audit::AuditLog, config::AuditMode};
 
 /// Publishes one event per start and per end of a degraded episode of the audit log, as the log
 /// tells them (an episode that began and ended before the watcher looked is still reported,
 /// both events, from the log's episode count).
-pub fn spawn_watcher(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
-    let mode = state.audit.config()?.mode;
-    let mut episodes = state.audit.episodes()?;
-    state.events.backend()?;
+pub fn spawn_watcher(
+    audit: AuditLog,
+    events: Events,
+    clock: Arc<dyn Clock>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mode = audit.config()?.mode;
+    let mut episodes = audit.episodes()?;
+    events.backend()?;
+    let to = Watched {
+        audit,
+        events,
+        clock,
+        mode,
+    };
     Some(tokio::spawn(async move {
         // Episodes told so far, and whether the last one told is still open.
         let (mut told, mut open) = (0, false);
@@ -21,13 +36,13 @@ pub fn spawn_watcher(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
             if now.started > told {
                 if open {
                     // It ended before a new one started.
-                    emit(&state, mode, false).await;
+                    to.emit(false).await;
                 }
-                emit(&state, mode, true).await;
+                to.emit(true).await;
                 (told, open) = (now.started, true);
             }
             if open && !now.degraded {
-                emit(&state, mode, false).await;
+                to.emit(false).await;
                 open = false;
             }
             if episodes.changed().await.is_err() {
@@ -37,18 +52,27 @@ pub fn spawn_watcher(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-async fn emit(state: &AppState, mode: AuditMode, degraded: bool) {
-    let data = json!({
+/// The audit log watched, and where its episodes are told.
+struct Watched {
+    audit: AuditLog,
+    events: Events,
+    clock: Arc<dyn Clock>,
+    mode: AuditMode,
+}
+
+impl Watched {
+    async fn emit(&self, degraded: bool) {
+        let data = json!({
         "state": if degraded { "degraded" } else { "recovered" },
-        "mode": match mode {
+        "mode": match self.mode {
             AuditMode::FailClosed => "fail_closed",
             AuditMode::BestEffort => "best_effort",
         },
-        "records_dropped_total": state.audit.metrics().dropped.get(),
-        "write_failures_total": state.audit.metrics().write_failures.get(),
-    });
-    state
-        .events
-        .emit(EventType::AuditDegraded, None, state.clock.now(), data)
-        .await;
+        "records_dropped_total": self.audit.metrics().dropped.get(),
+        "write_failures_total": self.audit.metrics().write_failures.get(),
+        });
+        self.events
+            .emit(EventType::AuditDegraded, None, self.clock.now(), data)
+            .await;
+    }
 }

@@ -15,28 +15,44 @@ use portcullis_events::{EventType, NewEvent};
 use time::{Duration, OffsetDateTime};
 
 use super::key_data;
-use crate::state::AppState;
+use portcullis_store::Store;
+
+use super::Events;
 
 /// Keys read per store query.
 const PAGE: u32 = 500;
 
 /// Publishes the notices of keys whose notice point or expiry is in `since..now`; returns how
 /// many events were stored.
-pub async fn scan(state: &AppState, since: OffsetDateTime, now: OffsetDateTime) -> usize {
-    let Some(config) = state.events.config() else {
+pub async fn scan(
+    store: &dyn Store,
+    events: &Events,
+    since: OffsetDateTime,
+    now: OffsetDateTime,
+) -> usize {
+    let Some(config) = events.config() else {
         return 0;
     };
     let ahead = Duration::days(i64::from(config.expiring_days));
     let mut stored = 0;
     // Expiring: notice point (expiry - ahead) in since..now, and not expired yet.
     let from = (since + ahead).max(now);
-    stored += scan_window(state, EventType::KeyExpiring, from, now + ahead, now).await;
-    stored += scan_window(state, EventType::KeyExpired, since, now, now).await;
+    stored += scan_window(
+        store,
+        events,
+        EventType::KeyExpiring,
+        from,
+        now + ahead,
+        now,
+    )
+    .await;
+    stored += scan_window(store, events, EventType::KeyExpired, since, now, now).await;
     stored
 }
 
 async fn scan_window(
-    state: &AppState,
+    store: &dyn Store,
+    events: &Events,
     kind: EventType,
     from: OffsetDateTime,
     to: OffsetDateTime,
@@ -48,11 +64,7 @@ async fn scan_window(
     let mut after: Option<(OffsetDateTime, String)> = None;
     let mut stored = 0;
     loop {
-        let keys = match state
-            .store
-            .keys_expiring(from, to, after.as_ref(), PAGE)
-            .await
-        {
+        let keys = match store.keys_expiring(from, to, after.as_ref(), PAGE).await {
             Ok(k) => k,
             Err(e) => {
                 tracing::warn!(error = %e, event = kind.as_str(), "key expiry scan failed");
@@ -63,8 +75,8 @@ async fn scan_window(
         after = keys
             .last()
             .and_then(|k| k.expires_at.map(|t| (t, k.id.clone())));
-        let events: Vec<NewEvent> = keys.iter().filter_map(|k| notice(kind, k, now)).collect();
-        stored += state.events.publish(events).await.len();
+        let notices: Vec<NewEvent> = keys.iter().filter_map(|k| notice(kind, k, now)).collect();
+        stored += events.publish(notices).await.len();
         if !full || after.is_none() {
             return stored;
         }
@@ -84,11 +96,14 @@ fn notice(kind: EventType, key: &ApiKey, now: OffsetDateTime) -> Option<NewEvent
 }
 
 /// Scans every `expiry_check_seconds` (the first scan at once).
-pub fn spawn_scanner(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
-    let config = state.events.config()?;
+pub fn spawn_scanner(
+    store: Arc<dyn Store>,
+    events: Events,
+    clock: Arc<dyn portcullis_core::clock::Clock>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let config = events.config()?;
     let every = config.expiry_check_seconds;
     let ahead = Duration::days(i64::from(config.expiring_days));
-    let clock: Arc<dyn portcullis_core::clock::Clock> = state.clock.clone();
     Some(tokio::spawn(async move {
         let mut since: Option<OffsetDateTime> = None;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
@@ -98,7 +113,7 @@ pub fn spawn_scanner(state: AppState) -> Option<tokio::task::JoinHandle<()>> {
             let now = clock.now();
             // The first scan covers the whole notice window, and expiries as far back.
             let from = since.unwrap_or(now - ahead);
-            scan(&state, from, now).await;
+            scan(store.as_ref(), &events, from, now).await;
             since = Some(now);
         }
     }))

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use portcullis_core::tenant::TenantId;
 use portcullis_events::{Event, EventBackend, EventError, EventType, NewEvent};
-use prometheus_client::{metrics::counter::Counter, metrics::gauge::Gauge, registry::Registry};
 use time::OffsetDateTime;
 
 pub mod anomaly;
@@ -37,43 +36,7 @@ pub fn key_data(key: &portcullis_core::model::ApiKey) -> serde_json::Value {
     })
 }
 
-/// Counters of the event pipeline (on `/metrics`).
-#[derive(Debug, Clone, Default)]
-pub struct EventsMetrics {
-    /// Events stored by this node.
-    pub published: Counter,
-    /// Publishes that failed (their events are lost; logged).
-    pub publish_failures: Counter,
-    /// Open SSE streams.
-    pub sse_subscribers: Gauge,
-    /// SSE clients closed because they fell behind their buffer.
-    pub sse_overflows: Counter,
-}
-
-impl EventsMetrics {
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "events_published",
-            "Events stored by this node",
-            self.published.clone(),
-        );
-        registry.register(
-            "events_publish_failures",
-            "Event publishes that failed",
-            self.publish_failures.clone(),
-        );
-        registry.register(
-            "events_sse_subscribers",
-            "Open SSE event streams",
-            self.sse_subscribers.clone(),
-        );
-        registry.register(
-            "events_sse_overflows",
-            "SSE clients told to reconnect because they fell behind",
-            self.sse_overflows.clone(),
-        );
-    }
-}
+pub use crate::metrics::EventsMetrics;
 
 /// Where the server publishes events: a backend, or nothing when `[events] enabled = false`.
 #[derive(Debug, Clone, Default)]

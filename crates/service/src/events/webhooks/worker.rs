@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     audit::{AuditLog, Kind, Record},
-    state::AppState,
+    events::Events,
 };
 
 /// Events read per fan-out step.
@@ -42,15 +42,18 @@ struct Ctx {
 
 /// Starts the worker when events and webhook delivery are enabled; the tasks to abort at
 /// shutdown.
-pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
-    let events = &state.events;
+pub fn spawn(
+    events: &Events,
+    audit: &AuditLog,
+    clock: &Arc<dyn Clock>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let (Some(backend), Some(store), Some(config)) =
         (events.backend(), events.webhooks(), events.config())
     else {
         return Vec::new();
     };
     let c = config.webhooks.clone();
-    let sealing = seal_plaintext(state.events.sealed_webhooks().cloned());
+    let sealing = seal_plaintext(events.sealed_webhooks().cloned());
     if !c.enabled {
         return vec![tokio::spawn(sealing)];
     }
@@ -70,8 +73,8 @@ pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let ctx = Ctx {
         store: store.clone(),
         sender,
-        audit: state.audit.clone(),
-        clock: state.clock.clone(),
+        audit: audit.clone(),
+        clock: clock.clone(),
         schedule: c.schedule(),
     };
     let retention = time::Duration::days(i64::from(config.retention_days));
@@ -79,7 +82,7 @@ pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(fan_out(
             backend.clone(),
             store.clone(),
-            state.clock.clone(),
+            clock.clone(),
             wake.clone(),
             poll,
         )),
@@ -88,7 +91,7 @@ pub fn spawn(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             sealing.await;
             send(ctx, c, wake).await;
         }),
-        tokio::spawn(purge(store.clone(), state.clock.clone(), retention)),
+        tokio::spawn(purge(store.clone(), clock.clone(), retention)),
     ]
 }
 
