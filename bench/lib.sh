@@ -89,11 +89,11 @@ port_free() {
     ! ({ exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null)
 }
 
-# wait_ok NAME PID PORT PATH [HEADER]: waits up to 30 s until http_ok PORT PATH [HEADER]; dies
-# with NAME's log if the process PID exits or the time runs out.
+# wait_ok NAME PID PORT PATH [HEADER]: waits up to WAIT_SECONDS (default 30) seconds until
+# http_ok PORT PATH [HEADER]; dies with NAME's log if the process PID exits or the time runs out.
 wait_ok() {
     local name=$1 pid=$2 port=$3 path=$4 header=${5:-} i
-    for ((i = 0; i < 300; i++)); do
+    for ((i = 0; i < ${WAIT_SECONDS:-30} * 10; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             cat "$WORK/$name.out" "$WORK/$name.err" >&2
             die "$name exited during start-up"
@@ -102,7 +102,7 @@ wait_ok() {
         sleep 0.1
     done
     cat "$WORK/$name.err" >&2
-    die "$name did not answer GET $path on port $port with 200 within 30 s"
+    die "$name did not answer GET $path on port $port with 200 within ${WAIT_SECONDS:-30} s"
 }
 
 # start_on CORE NAME PORT HEALTH_PATH -- COMMAND...: starts COMMAND pinned to CORE with one tokio

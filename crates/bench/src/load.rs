@@ -5,9 +5,16 @@
 //! issues tickets at fixed times and idle connections take them; latency counts from the moment a
 //! ticket was issued, so a server that falls behind shows it in the tail (no coordinated
 //! omission), while the pacer's own wake-up delay is not charged to the server.
+//!
+//! Counted (`count`): closed loop without warm-up or time limit, ending after exactly that many
+//! requests were sent over all connections, each answered or counted as an error: for measuring
+//! the cost of a known number of requests (e.g. instructions under callgrind).
 use std::{
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -27,6 +34,11 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Requests per second over all connections (open loop), or `None` for closed loop.
     pub rate: Option<f64>,
+    /// Send exactly this many requests over all connections, closed loop, then stop; `warmup`,
+    /// `duration` and `rate` are then not used, every request is measured, and the report's
+    /// `elapsed` is the time the requests took. A failed connection attempt uses up one request
+    /// (counted as an error), so the run always ends.
+    pub count: Option<u64>,
     /// A request not answered within this time counts as an error (the connection is renewed).
     pub timeout: Duration,
     /// Text every 2xx answer's body must contain (e.g. `"valid":true`).
@@ -97,7 +109,23 @@ impl LoadReport {
 struct Window {
     measure_from: Instant,
     end: Instant,
+    /// Requests left to send in a counted run (`LoadConfig::count`).
+    left: Option<AtomicU64>,
 }
+
+impl Window {
+    /// Takes one request from a counted run's budget: false when none is left (always true for a
+    /// run by time).
+    fn take(&self) -> bool {
+        self.left.as_ref().is_none_or(|left| {
+            left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        })
+    }
+}
+
+/// A counted run's time limit: far enough never to be reached.
+const NO_END: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A request the pacer allows: when it was due (which decides whether it falls in the measured
 /// window) and when the pacer actually issued it (where its latency starts).
@@ -115,11 +143,19 @@ pub async fn run(config: LoadConfig) -> LoadReport {
     assert!(!config.requests.is_empty(), "at least one request");
     let config = Arc::new(config);
     let start = Instant::now();
-    let window = Arc::new(Window {
-        measure_from: start + config.warmup,
-        end: start + config.warmup + config.duration,
+    let window = Arc::new(match config.count {
+        Some(n) => Window {
+            measure_from: start,
+            end: start + NO_END,
+            left: Some(AtomicU64::new(n)),
+        },
+        None => Window {
+            measure_from: start + config.warmup,
+            end: start + config.warmup + config.duration,
+            left: None,
+        },
     });
-    let tickets = config.rate.map(|rate| {
+    let tickets = config.rate.filter(|_| config.count.is_none()).map(|rate| {
         let (tx, rx) = mpsc::unbounded_channel();
         let end = window.end;
         std::thread::spawn(move || pace(&tx, rate, start, end));
@@ -138,6 +174,9 @@ pub async fn run(config: LoadConfig) -> LoadReport {
     let mut report = LoadReport::empty(config.duration);
     for t in tasks {
         report.merge(&t.await.expect("load task panicked"));
+    }
+    if config.count.is_some() {
+        report.elapsed = start.elapsed();
     }
     report
 }
@@ -179,6 +218,9 @@ async fn connection(
         let mut conn = match http1::Connection::open(config.addr).await {
             Ok(c) => c,
             Err(_) => {
+                if window.left.is_some() && !window.take() {
+                    break 'connect;
+                }
                 if Instant::now() >= window.measure_from {
                     report.errors += 1;
                 }
@@ -200,7 +242,7 @@ async fn connection(
                     }
                 }
             };
-            if ticket.due >= window.end {
+            if ticket.due >= window.end || !window.take() {
                 break 'connect;
             }
             let measured = ticket.due >= window.measure_from;
@@ -264,6 +306,7 @@ mod tests {
             warmup: Duration::from_millis(50),
             duration: Duration::from_millis(300),
             rate,
+            count: None,
             timeout: Duration::from_secs(2),
             expect: Some(expect.as_bytes().to_vec()),
         }
@@ -296,6 +339,65 @@ mod tests {
         // 300 ms at 1000 requests per second.
         assert!((295..=305).contains(&r.ok), "{r:?}");
         assert_eq!(r.failure_ratio(), 0.0);
+    }
+
+    /// A server answering `GET /` that counts the requests it received.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicU64>) {
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "ok" }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn counted_runs_send_exactly_the_count() {
+        for (connections, count) in [(1, 1), (1, 537), (4, 1000), (8, 3)] {
+            let (addr, seen) = counting_server().await;
+            let mut c = config(addr, "/", "ok", None);
+            c.requests = vec![http1::serialize_request(
+                "GET",
+                "/",
+                &addr.to_string(),
+                &[],
+                b"",
+            )];
+            c.connections = connections;
+            c.count = Some(count);
+            // Neither the time settings nor a rate apply to a counted run.
+            c.duration = Duration::from_millis(1);
+            c.rate = Some(1.0);
+            let r = run(c).await;
+            assert_eq!((r.ok, r.answered(), r.errors), (count, count, 0), "{r:?}");
+            assert_eq!(r.histogram.len(), count);
+            assert_eq!(
+                seen.load(Ordering::SeqCst),
+                count,
+                "requests the server got"
+            );
+            assert!(r.elapsed > Duration::ZERO);
+        }
+    }
+
+    #[tokio::test]
+    async fn counted_runs_end_when_the_server_is_gone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let mut c = config(addr, "/", "", None);
+        c.count = Some(20);
+        let r = run(c).await;
+        assert_eq!((r.errors, r.answered()), (20, 0), "{r:?}");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! `bench-load`: closed- or open-loop HTTP/1.1 keep-alive load against one URL. Prints one JSON
-//! line and exits non-zero when more than 0.1% of the requests were not answered with a 2xx, so
-//! a broken setup cannot pass for a fast one.
+//! `bench-load`: closed- or open-loop HTTP/1.1 keep-alive load against one URL, for a time or
+//! (`--requests N`) for exactly N requests. Prints one JSON line and exits non-zero when more than
+//! 0.1% of the requests were not answered with a 2xx, so a broken setup cannot pass for a fast
+//! one.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -49,6 +50,10 @@ struct Args {
     /// Requests per second over all connections (open loop); closed loop when absent.
     #[arg(long)]
     rate: Option<f64>,
+    /// Send exactly this many requests over all connections (closed loop, no warm-up, no time
+    /// limit), then exit; with `--connections 1`, all on one keep-alive connection.
+    #[arg(long, conflicts_with_all = ["rate", "duration", "warmup"])]
+    requests: Option<u64>,
     /// Seconds before an unanswered request counts as an error.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
@@ -172,6 +177,10 @@ fn config(args: &Args) -> Result<LoadConfig, String> {
             Some(r) => return Err(format!("bad --rate {r}")),
             None => None,
         },
+        count: match args.requests {
+            Some(0) => return Err("--requests must be at least 1".into()),
+            n => n,
+        },
         expect: args.expect.as_ref().map(|e| e.as_bytes().to_vec()),
     })
 }
@@ -197,9 +206,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (connections, target, warmup, duration) = (
+    let (connections, target, counted, warmup, duration) = (
         config.connections,
         config.rate,
+        config.count,
         config.warmup,
         config.duration,
     );
@@ -227,7 +237,12 @@ fn main() -> ExitCode {
         let report = load::run(config).await;
         let mut shares = [None; 4];
         for (share, task) in shares.iter_mut().zip(samplers) {
-            *share = task.await.ok().flatten();
+            // A counted run has no fixed window to sample: no CPU shares.
+            if counted.is_some() {
+                task.abort();
+            } else {
+                *share = task.await.ok().flatten();
+            }
         }
         (report, shares)
     });
@@ -242,6 +257,7 @@ fn main() -> ExitCode {
             "connections": connections,
             "duration_s": report.elapsed.as_secs_f64(),
             "target_rps": target,
+            "target_requests": counted,
             "client_cpu": client_cpu,
             "server_cpu": server_cpu,
             "upstream_cpu": upstream_cpu,
@@ -267,4 +283,33 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec!["bench-load", "--url", "http://127.0.0.1:1/"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn requests_makes_a_counted_run() {
+        let c = config(&parse(&["--requests", "1000", "--connections", "1"]).unwrap()).unwrap();
+        assert_eq!((c.count, c.connections, c.rate), (Some(1000), 1, None));
+        let c = config(&parse(&[]).unwrap()).unwrap();
+        assert_eq!(c.count, None, "a run by time without --requests");
+        assert!(config(&parse(&["--requests", "0"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn requests_excludes_the_time_and_rate_settings() {
+        for other in [["--rate", "10"], ["--duration", "1"], ["--warmup", "1"]] {
+            let mut argv = vec!["--requests", "5"];
+            argv.extend_from_slice(&other);
+            assert!(parse(&argv).is_err(), "--requests with {other:?}");
+        }
+    }
 }
