@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod codes;
 pub mod credential;
 pub mod edge;
 pub mod error;
