@@ -22,7 +22,6 @@ pub struct ErrorCode(pub &'static str);
 
 pub use crate::codes::CODES;
 
-
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {

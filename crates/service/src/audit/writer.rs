@@ -116,40 +116,52 @@ pub(crate) async fn run(
             }
         };
         let Some(first) = first else { break };
-        // Take what is queued; then, unless someone waits for a flush, linger once for more (up
-        // to `batch_max`), so that appends stay large when records trickle in. One sleep per
-        // batch: waiting on the queue instead would wake this task for every record.
-        batch.take(first);
-        batch.fill(&mut rx, settings.batch_max);
-        if batch.records.len() < settings.batch_max
-            && batch.waiters.is_empty()
-            && !batch.records.is_empty()
-        {
-            tokio::select! {
-                () = tokio::time::sleep(settings.linger) => {}
-                () = flush_now.notified() => {}
-            }
-            batch.fill(&mut rx, settings.batch_max);
+        commit_batch(&mut w, &mut batch, first, &mut rx, &flush_now).await;
+    }
+}
+
+/// Commits `first` and what else is queued as one batch, then answers the flush requests in it.
+async fn commit_batch(
+    w: &mut Writer,
+    batch: &mut Batch,
+    first: Msg,
+    rx: &mut mpsc::Receiver<Msg>,
+    flush_now: &Notify,
+) {
+    let settings = w.settings;
+    // Take what is queued; then, unless someone waits for a flush, linger once for more (up
+    // to `batch_max`), so that appends stay large when records trickle in. One sleep per
+    // batch: waiting on the queue instead would wake this task for every record.
+    batch.take(first);
+    batch.fill(rx, settings.batch_max);
+    if batch.records.len() < settings.batch_max
+        && batch.waiters.is_empty()
+        && !batch.records.is_empty()
+    {
+        tokio::select! {
+            () = tokio::time::sleep(settings.linger) => {}
+            () = flush_now.notified() => {}
         }
-        if !batch.waiters.is_empty() {
-            // Someone waits for everything recorded so far: the refusals of the window too.
-            batch.records.extend(w.take_refusals());
-        }
-        w.health
-            .metrics
-            .queue_depth
-            .set(i64::try_from(settings.capacity - rx.capacity()).unwrap_or(i64::MAX));
-        if !batch.records.is_empty() {
-            w.commit(&batch.records, Due::CountOrTime).await;
-            batch.records.clear();
-        }
-        if std::mem::take(&mut batch.seal_heads) {
-            w.commit(&[], Due::All).await;
-        }
-        w.maybe_recover(&rx);
-        for done in batch.waiters.drain(..) {
-            let _ = done.send(());
-        }
+        batch.fill(rx, settings.batch_max);
+    }
+    if !batch.waiters.is_empty() {
+        // Someone waits for everything recorded so far: the refusals of the window too.
+        batch.records.extend(w.take_refusals());
+    }
+    w.health
+        .metrics
+        .queue_depth
+        .set(i64::try_from(settings.capacity - rx.capacity()).unwrap_or(i64::MAX));
+    if !batch.records.is_empty() {
+        w.commit(&batch.records, Due::CountOrTime).await;
+        batch.records.clear();
+    }
+    if std::mem::take(&mut batch.seal_heads) {
+        w.commit(&[], Due::All).await;
+    }
+    w.maybe_recover(rx);
+    for done in batch.waiters.drain(..) {
+        let _ = done.send(());
     }
 }
 
@@ -315,24 +327,7 @@ impl Writer {
             }
             match self.store.append(&entries, &checkpoints).await {
                 Ok(()) => {
-                    let now = Instant::now();
-                    for cp in &checkpoints {
-                        self.signed.insert(
-                            cp.chain.clone(),
-                            Signed {
-                                seq: cp.seq,
-                                at: now,
-                            },
-                        );
-                    }
-                    let m = &self.health.metrics;
-                    m.written.inc_by(entries.len() as u64);
-                    m.checkpoints.inc_by(checkpoints.len() as u64);
-                    m.batch_duration.observe(started.elapsed().as_secs_f64());
-                    m.healthy.set(1);
-                    if self.health.failing.swap(false, Ordering::Relaxed) {
-                        tracing::warn!("audit store writes succeed again");
-                    }
+                    self.committed(entries.len(), &checkpoints, started);
                     return;
                 }
                 Err(e) => {
@@ -354,15 +349,7 @@ impl Writer {
                             // is tried again at once without checkpoints (the next one of each
                             // chain covers these heads through the hash links).
                             self.chainer.restore(before);
-                            for cp in &checkpoints {
-                                self.signed.insert(
-                                    cp.chain.clone(),
-                                    Signed {
-                                        seq: cp.seq,
-                                        at: Instant::now(),
-                                    },
-                                );
-                            }
+                            self.mark_signed(&checkpoints);
                             with_checkpoints = false;
                             if entries.is_empty() {
                                 return;
@@ -377,6 +364,28 @@ impl Writer {
                     }
                 }
             }
+        }
+    }
+
+    /// Notes a committed batch of `entries` records and `checkpoints`.
+    fn committed(&mut self, entries: usize, checkpoints: &[Checkpoint], started: Instant) {
+        self.mark_signed(checkpoints);
+        let m = &self.health.metrics;
+        m.written.inc_by(entries as u64);
+        m.checkpoints.inc_by(checkpoints.len() as u64);
+        m.batch_duration.observe(started.elapsed().as_secs_f64());
+        m.healthy.set(1);
+        if self.health.failing.swap(false, Ordering::Relaxed) {
+            tracing::warn!("audit store writes succeed again");
+        }
+    }
+
+    /// Notes the heads `checkpoints` cover as signed now.
+    fn mark_signed(&mut self, checkpoints: &[Checkpoint]) {
+        let at = Instant::now();
+        for cp in checkpoints {
+            self.signed
+                .insert(cp.chain.clone(), Signed { seq: cp.seq, at });
         }
     }
 
