@@ -174,63 +174,103 @@ pub async fn run(config: &Config, out: &Output, cmd: AuditCmd) -> Result<(), Fai
             decision,
             format,
         } => {
-            let chain = chain_arg(&tenant)?;
-            let filter = AuditFilter {
-                since_micros: time_arg("since", since.as_deref())?,
-                until_micros: time_arg("until", until.as_deref())?,
+            let args = ExportArgs {
+                tenant,
+                since,
+                until,
                 key_id,
                 action,
-                kind: kind.map(|k| match k {
-                    KindArg::Request => Kind::Request,
-                    KindArg::Auth => Kind::Auth,
-                    KindArg::Change => Kind::Change,
-                    KindArg::Maintenance => Kind::Maintenance,
-                }),
-                decision: decision.map(|d| match d {
-                    DecisionArg::Allow => Decision::Allow,
-                    DecisionArg::Deny => Decision::Deny,
-                }),
+                kind,
+                decision,
+                format,
             };
-            let format = match format {
-                FormatArg::Ndjson => ExportFormat::Ndjson,
-                FormatArg::Csv => ExportFormat::Csv,
-            };
-            let store = open_store(config).await?;
-            let count = export(&store, &chain, &filter, format, std::io::stdout().lock())
-                .await
-                .map_err(|e| usage(format!("export: {e}")))?;
-            let mut r = maintenance(&chain, "audit.export")
-                .with("count", count)
-                .with("format", format!("{format:?}").to_lowercase());
-            for (name, v) in [("since", &since), ("until", &until)] {
-                if let Some(v) = v {
-                    r = r.with(name, v.as_str());
-                }
-            }
-            record(config, vec![r]).await
+            export_records(config, args).await
         }
-        AuditCmd::Purge { tenant } => {
-            let only = tenant.as_deref().map(chain_arg).transpose()?;
-            existing_database(config)?;
-            let log = open_log(config).await?;
-            let report = audit::retention::purge(
-                &log,
-                &config.audit,
-                OffsetDateTime::now_utc(),
-                only.as_deref(),
-                audit::OPERATOR,
-            )
-            .await
-            .map_err(|e| usage(format!("audit log: {e}")));
-            let closed = close_log(log).await;
-            let report = report?;
-            closed?;
-            out.list(&report.purged, &["chain", "removed", "through_seq"]);
-            match report.failed.first() {
-                None => Ok(()),
-                Some((chain, why)) => Err(usage(format!("purge of {chain}: {why}"))),
-            }
+        AuditCmd::Purge { tenant } => purge(config, out, tenant).await,
+    }
+}
+
+/// The arguments of `audit export`.
+struct ExportArgs {
+    tenant: String,
+    since: Option<String>,
+    until: Option<String>,
+    key_id: Option<String>,
+    action: Option<String>,
+    kind: Option<KindArg>,
+    decision: Option<DecisionArg>,
+    format: FormatArg,
+}
+
+/// `audit export`: one chain's records, filtered, to stdout; the export is itself recorded.
+async fn export_records(config: &Config, args: ExportArgs) -> Result<(), Failure> {
+    let ExportArgs {
+        tenant,
+        since,
+        until,
+        key_id,
+        action,
+        kind,
+        decision,
+        format,
+    } = args;
+    let chain = chain_arg(&tenant)?;
+    let filter = AuditFilter {
+        since_micros: time_arg("since", since.as_deref())?,
+        until_micros: time_arg("until", until.as_deref())?,
+        key_id,
+        action,
+        kind: kind.map(|k| match k {
+            KindArg::Request => Kind::Request,
+            KindArg::Auth => Kind::Auth,
+            KindArg::Change => Kind::Change,
+            KindArg::Maintenance => Kind::Maintenance,
+        }),
+        decision: decision.map(|d| match d {
+            DecisionArg::Allow => Decision::Allow,
+            DecisionArg::Deny => Decision::Deny,
+        }),
+    };
+    let format = match format {
+        FormatArg::Ndjson => ExportFormat::Ndjson,
+        FormatArg::Csv => ExportFormat::Csv,
+    };
+    let store = open_store(config).await?;
+    let count = export(&store, &chain, &filter, format, std::io::stdout().lock())
+        .await
+        .map_err(|e| usage(format!("export: {e}")))?;
+    let mut r = maintenance(&chain, "audit.export")
+        .with("count", count)
+        .with("format", format!("{format:?}").to_lowercase());
+    for (name, v) in [("since", &since), ("until", &until)] {
+        if let Some(v) = v {
+            r = r.with(name, v.as_str());
         }
+    }
+    record(config, vec![r]).await
+}
+
+/// `audit purge`: removes what retention allows, of every chain or of one tenant's.
+async fn purge(config: &Config, out: &Output, tenant: Option<String>) -> Result<(), Failure> {
+    let only = tenant.as_deref().map(chain_arg).transpose()?;
+    existing_database(config)?;
+    let log = open_log(config).await?;
+    let report = audit::retention::purge(
+        &log,
+        &config.audit,
+        OffsetDateTime::now_utc(),
+        only.as_deref(),
+        audit::OPERATOR,
+    )
+    .await
+    .map_err(|e| usage(format!("audit log: {e}")));
+    let closed = close_log(log).await;
+    let report = report?;
+    closed?;
+    out.list(&report.purged, &["chain", "removed", "through_seq"]);
+    match report.failed.first() {
+        None => Ok(()),
+        Some((chain, why)) => Err(usage(format!("purge of {chain}: {why}"))),
     }
 }
 
