@@ -16,7 +16,7 @@ use crate::routes::*;
 
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route(TENANTS, post(tenants::create).get(tenants::list))
         .route(TENANT, get(tenants::get).patch(tenants::update))
         .route(KEYS, post(keys::create).get(keys::list))
@@ -36,9 +36,14 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state);
+    // The request-id edge and the panic guard wrap the whole router once: layered onto the
+    // router, they would wrap every route, and each request would clone them with it.
+    let edge = tower::ServiceBuilder::new()
+        .layer(from_fn(request_id::layer))
         .layer(CatchPanicLayer::custom(
             portcullis_http::edge::panic_response,
         ))
-        .layer(from_fn(request_id::layer))
-        .with_state(state)
+        .service(api);
+    Router::new().fallback_service(edge)
 }

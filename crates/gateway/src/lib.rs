@@ -142,11 +142,13 @@ impl Gateway {
 
 /// The gateway's router: every path goes to the proxy, behind the request-id and URL-key edge.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .fallback(proxy::handle)
+    let proxy = Router::new().fallback(proxy::handle).with_state(gw);
+    // Around the whole router, not layered onto its route: each request would clone them.
+    let edge = tower::ServiceBuilder::new()
+        .layer(from_fn(portcullis_http::request_id::layer))
         .layer(CatchPanicLayer::custom(
             portcullis_http::edge::panic_response,
         ))
-        .layer(from_fn(portcullis_http::request_id::layer))
-        .with_state(gw)
+        .service(proxy);
+    Router::new().fallback_service(edge)
 }
