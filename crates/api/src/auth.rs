@@ -61,7 +61,7 @@ impl FromRequestParts<AppState> for Admin {
         if let Some(slot) = &slot {
             slot.with(|f| {
                 f.auth = Some("success");
-                f.actor = Some(key.id.clone());
+                f.actor = Some(key.clone());
                 f.tenant = key.tenant_id.clone().or_else(|| tenant.clone());
             });
         }
@@ -96,7 +96,7 @@ fn record_failure(
         slot.with(|f| {
             f.auth = Some("failure");
             f.tenant = f.tenant.take().or_else(|| tenant.cloned());
-            f.data.insert("auth_failure".into(), reason.into());
+            f.auth_failure = Some(reason);
         });
     }
     state.audit.record(record::auth_failure(
@@ -111,9 +111,23 @@ fn record_failure(
 impl Admin {
     /// Requires an admin scope, e.g. `keys:write`.
     pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
-        let needed =
-            Scope::parse(scope).ok_or_else(|| ApiError::internal("invalid built-in scope"))?;
-        if self.key.scopes.iter().any(|s| s.covers(&needed)) {
+        /// The admin scopes, parsed once.
+        static BUILT_IN: std::sync::LazyLock<Vec<Scope>> = std::sync::LazyLock::new(|| {
+            portcullis_core::scope::ADMIN_SCOPES
+                .iter()
+                .filter_map(|s| Scope::parse(s))
+                .collect()
+        });
+        let parsed;
+        let needed = match BUILT_IN.iter().find(|s| s.as_str() == scope) {
+            Some(s) => s,
+            None => {
+                parsed = Scope::parse(scope)
+                    .ok_or_else(|| ApiError::internal("invalid built-in scope"))?;
+                &parsed
+            }
+        };
+        if self.key.scopes.iter().any(|s| s.covers(needed)) {
             Ok(())
         } else {
             Err(ApiError::insufficient_scope(scope))

@@ -5,20 +5,21 @@
 //! key), and the middleware writes one record when the answer is ready. Error answers carry
 //! their stable code in an [`ErrorCode`] response extension, which becomes the record's reason.
 use std::{
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::Instant,
 };
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::Method,
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use portcullis_audit::{Decision, Kind, Record};
-use portcullis_core::tenant::TenantId;
-use serde_json::{Map, Value};
+use portcullis_audit::{Body, Decision, Kind, SYSTEM_CHAIN, Sealable, json};
+use portcullis_core::{OffsetDateTime, model::AdminKey, tenant::TenantId};
 
-use crate::state::AppState;
+use crate::{cache::CachedKey, config::ClientIpMode, state::AppState};
 pub use portcullis_http::edge::{declared_length, response_length, unavailable};
 pub use portcullis_http::error::ErrorCode;
 pub use portcullis_service::audit::records::{auth_failure, client_ip};
@@ -28,13 +29,17 @@ pub use portcullis_service::audit::records::{auth_failure, client_ip};
 pub struct Facts {
     /// The tenant the request acted on (or the admin key's own tenant).
     pub tenant: Option<TenantId>,
-    /// The authenticated admin key.
-    pub actor: Option<String>,
-    /// The key the request is about (the verified key, for `POST /v1/verify`).
-    pub key_id: Option<String>,
+    /// The authenticated admin key (its id is the record's `actor`).
+    pub actor: Option<Arc<AdminKey>>,
+    /// The key the request is about (the verified key, for `POST /v1/verify`): its id is the
+    /// record's `key_id`.
+    pub key: Option<Arc<CachedKey>>,
     /// `success` or `failure`, when a credential was checked.
     pub auth: Option<&'static str>,
-    pub data: Map<String, Value>,
+    /// The precise reason an authentication failed (`data.auth_failure`).
+    pub auth_failure: Option<&'static str>,
+    /// The decision code of `POST /v1/verify` (`data.verify_code`).
+    pub verify_code: Option<&'static str>,
 }
 
 /// The facts of the current request (cheap to clone). Absent outside the API router.
@@ -53,6 +58,91 @@ fn ungated(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
+/// A client address as the audit log keeps it: as seen (written without a copy), or its
+/// pseudonym ([`client_ip`]).
+#[derive(Debug)]
+enum ClientIp {
+    Seen(IpAddr),
+    Pseudonym(String),
+}
+
+/// The `request` record of an admin / verify API request as the middleware leaves it: shared
+/// or plain values, no map and no string per detail. The audit writer serialises it straight
+/// into the body, byte for byte the JSON of a [`Record`] with these details (they are written
+/// in the order of its map's keys), and it reads back as one.
+#[derive(Debug)]
+struct RequestRecord {
+    time: OffsetDateTime,
+    tenant: Option<TenantId>,
+    actor: Option<Arc<AdminKey>>,
+    key: Option<Arc<CachedKey>>,
+    request_id: Option<Arc<str>>,
+    /// The stable code of an error answer.
+    reason: Option<&'static str>,
+    method: Method,
+    /// The matched route template (`other` when none matched).
+    route: Option<MatchedPath>,
+    status: u16,
+    latency_us: u64,
+    bytes_in: Option<u64>,
+    bytes_out: Option<u64>,
+    client_ip: Option<ClientIp>,
+    auth: Option<&'static str>,
+    auth_failure: Option<&'static str>,
+    verify_code: Option<&'static str>,
+}
+
+impl portcullis_audit::Details for &RequestRecord {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = json::Object::begin(out);
+        o.opt_str("auth", self.auth)
+            .opt_str("auth_failure", self.auth_failure)
+            .opt_u64("bytes_in", self.bytes_in)
+            .opt_u64("bytes_out", self.bytes_out);
+        match &self.client_ip {
+            Some(ClientIp::Seen(ip)) => o.ip("client_ip", *ip),
+            Some(ClientIp::Pseudonym(p)) => o.str("client_ip", p),
+            None => &mut o,
+        };
+        o.u64("latency_us", self.latency_us)
+            .str("method", self.method.as_str())
+            .str("route", self.route.as_ref().map_or("other", |p| p.as_str()))
+            .u64("status", u64::from(self.status))
+            .opt_str("verify_code", self.verify_code);
+        o.end();
+    }
+}
+
+impl Sealable for RequestRecord {
+    fn chain(&self) -> &str {
+        self.tenant.as_ref().map_or(SYSTEM_CHAIN, TenantId::as_str)
+    }
+
+    fn time(&self) -> OffsetDateTime {
+        self.time
+    }
+
+    fn write_body(&self, out: &mut Vec<u8>) {
+        Body {
+            time: self.time,
+            kind: Kind::Request,
+            action: "request",
+            tenant: self.tenant.as_ref().map(TenantId::as_str),
+            actor: self.actor.as_ref().map(|a| a.id.as_str()),
+            key_id: self.key.as_ref().map(|k| k.found.key.id.as_str()),
+            request_id: self.request_id.as_deref(),
+            decision: Some(if self.status < 400 {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            }),
+            reason: self.reason,
+            data: Some(self),
+        }
+        .write(out);
+    }
+}
+
 /// The API's audit middleware: refuses requests in `fail_closed` mode while the log cannot
 /// record, and writes one record per request.
 pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -68,11 +158,8 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let started = Instant::now();
     let time = state.clock.precise_now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let bytes_in = declared_length(req.headers());
     // The socket peer, or the client a trusted proxy forwarded for (`trusted_proxies`).
     let peer = req
@@ -81,52 +168,94 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         .map(|c| {
             portcullis_http::client::client_ip(c.0.ip(), req.headers(), &state.trusted_proxies)
         });
-    let request_id = crate::request_id::current();
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
     let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     let facts = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut r = Record::new(time, Kind::Request, "request");
-    r.tenant = facts.tenant.map(|t| t.as_str().to_owned());
-    r.actor = facts.actor;
-    r.key_id = facts.key_id;
-    r.request_id = request_id;
-    r.decision = Some(if status < 400 {
-        Decision::Allow
-    } else {
-        Decision::Deny
-    });
-    r.reason = code.map(str::to_owned);
-    r.data = facts.data;
-    r.data.insert("method".into(), method.into());
-    r.data.insert("route".into(), route.into());
-    r.data.insert("status".into(), status.into());
-    r.data.insert(
-        "latency_us".into(),
-        u64::try_from(started.elapsed().as_micros())
-            .unwrap_or(u64::MAX)
-            .into(),
-    );
-    if let Some(n) = bytes_in {
-        r.data.insert("bytes_in".into(), n.into());
-    }
-    if let Some(n) = response_length(&resp) {
-        r.data.insert("bytes_out".into(), n.into());
-    }
-    if let Some(ip) = peer {
-        let ip = client_ip(
-            state.audit_client_ip,
+    let client_ip = peer.map(|ip| match state.audit_client_ip {
+        ClientIpMode::Store => ClientIp::Seen(portcullis_core::ip::canonical(ip)),
+        mode => ClientIp::Pseudonym(client_ip(
+            mode,
             &state.pepper,
-            r.tenant.as_deref(),
+            facts.tenant.as_ref().map(TenantId::as_str),
             ip,
-        );
-        r.data.insert("client_ip".into(), ip.into());
-    }
-    if let Some(a) = facts.auth {
-        r.data.insert("auth".into(), a.into());
-    }
+        )),
+    });
+    let r = RequestRecord {
+        time,
+        tenant: facts.tenant,
+        actor: facts.actor,
+        key: facts.key,
+        request_id: crate::request_id::current_shared(),
+        reason: resp.extensions().get::<ErrorCode>().map(|c| c.0),
+        method,
+        route,
+        status: resp.status().as_u16(),
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        bytes_in,
+        bytes_out: response_length(&resp),
+        client_ip,
+        auth: facts.auth,
+        auth_failure: facts.auth_failure,
+        verify_code: facts.verify_code,
+    };
     state.audit.record_in(place, r);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_audit::Record;
+
+    #[test]
+    fn the_body_is_the_record_it_stands_for_byte_for_byte() {
+        let time = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for (ip, text) in [
+            (
+                ClientIp::Seen("203.0.113.9".parse().unwrap()),
+                "203.0.113.9",
+            ),
+            (
+                ClientIp::Seen("2001:db8::7".parse().unwrap()),
+                "2001:db8::7",
+            ),
+            (ClientIp::Pseudonym("ip_ab12".to_owned()), "ip_ab12"),
+        ] {
+            let typed = RequestRecord {
+                time,
+                tenant: Some(TenantId::parse("acme").unwrap()),
+                actor: None,
+                key: None,
+                request_id: Some(Arc::from("req_1")),
+                reason: Some("invalid_api_key"),
+                method: Method::POST,
+                route: None,
+                status: 401,
+                latency_us: 1234,
+                bytes_in: Some(17),
+                bytes_out: None,
+                client_ip: Some(ip),
+                auth: Some("failure"),
+                auth_failure: Some("revoked"),
+                verify_code: Some("VALID"),
+            };
+            let mut expected = Record::new(time, Kind::Request, "request")
+                .with("verify_code", "VALID")
+                .with("auth_failure", "revoked")
+                .with("method", "POST")
+                .with("route", "other")
+                .with("status", 401)
+                .with("latency_us", 1234)
+                .with("bytes_in", 17)
+                .with("client_ip", text)
+                .with("auth", "failure");
+            expected.tenant = Some("acme".to_owned());
+            expected.request_id = Some("req_1".to_owned());
+            expected.decision = Some(Decision::Deny);
+            expected.reason = Some("invalid_api_key".to_owned());
+            assert_eq!(typed.to_body(), expected.to_body());
+            assert_eq!(typed.chain(), "acme");
+        }
+    }
 }

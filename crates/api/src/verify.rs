@@ -1,7 +1,7 @@
 //! `POST /v1/verify`: for services that check keys themselves. Needs an admin key with
 //! `keys:verify`. Answers 200 with a decision code for every well-formed question: the precise
 //! reason a key fails is for authorised callers only.
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::{Json, extract::State};
 use portcullis_core::{
@@ -13,11 +13,12 @@ use portcullis_core::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use portcullis_service::admission::{self, Evaluation, Needs};
+use portcullis_service::{
+    admission::{self, Evaluation, Needs},
+    metrics::CodeLabel,
+};
 
-use portcullis_service::metrics::CodeLabel;
-
-use crate::{auth::Admin, body::JsonBody, error::ApiError, state::AppState};
+use crate::{auth::Admin, body::JsonBody, cache::CachedKey, error::ApiError, state::AppState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,46 +35,70 @@ pub struct VerifyRequest {
     pub ip: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The answer: the decision code and, for a key the caller may learn about, the key's facts,
+/// serialised by reference from the cached key (nothing of it is copied per request).
+#[derive(Debug)]
 pub struct VerifyResponse {
-    pub valid: bool,
     pub code: DecisionCode,
+    /// The key the answer describes (none for `NOT_FOUND` / `TENANT_MISMATCH`).
+    pub key: Option<Arc<CachedKey>>,
+    /// The required scopes the key lacks (only for an invalid answer).
+    pub missing_scopes: Vec<Scope>,
+}
+
+/// The JSON shape of [`VerifyResponse`], borrowed.
+#[derive(Serialize)]
+struct View<'a> {
+    valid: bool,
+    code: DecisionCode,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    key_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<TenantId>,
+    tenant: Option<&'a TenantId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment: Option<Environment>,
+    environment: Option<Environment>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<Scope>>,
+    scopes: Option<&'a [Scope]>,
     #[serde(
         with = "time::serde::rfc3339::option",
         skip_serializing_if = "Option::is_none"
     )]
-    pub expires_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
+    external_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub missing_scopes: Vec<Scope>,
+    metadata: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "<[Scope]>::is_empty")]
+    missing_scopes: &'a [Scope],
+}
+
+impl Serialize for VerifyResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let key = self.key.as_ref().map(|k| &k.found.key);
+        View {
+            valid: key.is_some() && self.code.is_valid(),
+            code: self.code,
+            key_id: key.map(|k| k.id.as_str()),
+            tenant: key.map(|k| &k.tenant_id),
+            environment: key.map(|k| k.environment),
+            name: key.map(|k| k.name.as_str()),
+            scopes: key.map(|k| k.scopes.as_slice()),
+            expires_at: key.and_then(|k| k.expires_at),
+            external_id: key.and_then(|k| k.external_id.as_deref()),
+            metadata: key.map(|k| &k.metadata),
+            missing_scopes: &self.missing_scopes,
+        }
+        .serialize(s)
+    }
 }
 
 impl VerifyResponse {
     fn bare(code: DecisionCode) -> Self {
         Self {
-            valid: false,
             code,
-            key_id: None,
-            tenant: None,
-            environment: None,
-            name: None,
-            scopes: None,
-            expires_at: None,
-            external_id: None,
-            metadata: None,
+            key: None,
             missing_scopes: Vec::new(),
         }
     }
@@ -123,12 +148,12 @@ pub async fn verify(
     };
     if let Some(slot) = &admin.audit {
         slot.with(|f| {
-            f.data.insert("verify_code".into(), code.as_str().into());
+            f.verify_code = Some(code.as_str());
             if let (Some(k), false) = (
                 &cached,
                 matches!(code, DecisionCode::NotFound | DecisionCode::TenantMismatch),
             ) {
-                f.key_id = Some(k.found.key.id.clone());
+                f.key = Some(k.clone());
                 if f.tenant.is_none() {
                     f.tenant = Some(k.found.key.tenant_id.clone());
                 }
@@ -160,16 +185,8 @@ pub async fn verify(
                 tracing::info!(key_id = %key.id, tenant = %key.tenant_id, code = code.as_str(), "verify: key refused");
             }
             VerifyResponse {
-                valid: code.is_valid(),
                 code,
-                key_id: Some(key.id.clone()),
-                tenant: Some(key.tenant_id.clone()),
-                environment: Some(key.environment),
-                name: Some(key.name.clone()),
-                scopes: Some(key.scopes.clone()),
-                expires_at: key.expires_at,
-                external_id: key.external_id.clone(),
-                metadata: Some(key.metadata.clone()),
+                key: Some(k.clone()),
                 // A VALID answer has none missing: no second pass over the scopes on that path.
                 missing_scopes: if !code.is_valid() {
                     scope::missing(&key.scopes, &required)
