@@ -89,27 +89,7 @@ bench_machine "$("$VALGRIND" --version) --tool=callgrind, servers with TOKIO_WOR
     "$CG_WARMUP warm-up requests, then $REQUESTS counted keep-alive requests on one connection, ${SETTLE} s pauses"
 
 # --- set-up: data directory, keys, configuration (natively) ---------------------------------
-cat >"$WORK/portcullis.toml" <<EOF
-listen = "127.0.0.1:$API_PORT"
-
-[gateway]
-listen = "127.0.0.1:$GATEWAY_PORT"
-
-[gateway.upstreams.main]
-url = "http://127.0.0.1:$UPSTREAM_PORT"
-
-[gateway.policies.bench]
-requests = 1000000
-per_seconds = 1
-burst = 1000000
-
-[[gateway.routes]]
-name = "hello"
-path_prefix = "/"
-upstream = "main"
-scopes = ["hello:read"]
-rate_limit = "bench"
-EOF
+gateway_config "$WORK/portcullis.toml" "$API_PORT" "$GATEWAY_PORT" "$UPSTREAM_PORT"
 log "setting up the data directory ($WORK/data)"
 start setup "$API_PORT" /healthz -- "$BIN/portcullis" serve --data-dir "$WORK/data" --listen "127.0.0.1:$API_PORT"
 ADMIN_KEY=$(root_key "$WORK/setup.out")

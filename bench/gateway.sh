@@ -200,27 +200,7 @@ fi
 # --- (c) portcullis -------------------------------------------------------------------------
 # Authentication and a per-key rate limit on the route; the limit is high enough never to refuse
 # (every refusal would fail the run), so what is measured is its cost, not its effect.
-cat >"$WORK/portcullis.toml" <<EOF
-listen = "127.0.0.1:$ADMIN_PORT"
-
-[gateway]
-listen = "127.0.0.1:$GATEWAY_PORT"
-
-[gateway.upstreams.main]
-url = "http://127.0.0.1:$UPSTREAM_PORT"
-
-[gateway.policies.bench]
-requests = 1000000
-per_seconds = 1
-burst = 1000000
-
-[[gateway.routes]]
-name = "hello"
-path_prefix = "/"
-upstream = "main"
-scopes = ["hello:read"]
-rate_limit = "bench"
-EOF
+gateway_config "$WORK/portcullis.toml" "$ADMIN_PORT" "$GATEWAY_PORT" "$UPSTREAM_PORT"
 if [[ -n ${BENCH_AUDIT:-} ]]; then
     printf '\n[audit]\n%s\n' "$BENCH_AUDIT" >>"$WORK/portcullis.toml"
 fi

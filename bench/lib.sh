@@ -241,3 +241,30 @@ bench_machine() {
     cat "$OUT/machine.md" >&2
     ((busy < 15)) || log "WARNING: the machine is not idle (${busy}% busy): figures will be noisy"
 }
+
+# gateway_config FILE API_PORT GATEWAY_PORT UPSTREAM_PORT: the configuration of the gateway
+# benchmarks: one route to the upstream needing a key with `hello:read`, under a per-key rate limit
+# high enough never to refuse (so what is measured is its cost, not its effect).
+gateway_config() {
+    cat >"$1" <<EOF
+listen = "127.0.0.1:$2"
+
+[gateway]
+listen = "127.0.0.1:$3"
+
+[gateway.upstreams.main]
+url = "http://127.0.0.1:$4"
+
+[gateway.policies.bench]
+requests = 1000000
+per_seconds = 1
+burst = 1000000
+
+[[gateway.routes]]
+name = "hello"
+path_prefix = "/"
+upstream = "main"
+scopes = ["hello:read"]
+rate_limit = "bench"
+EOF
+}
