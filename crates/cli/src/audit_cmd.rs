@@ -38,27 +38,7 @@ pub enum AuditCmd {
         public_key: Option<String>,
     },
     /// Stream a tenant's records to stdout, oldest first, in constant memory.
-    Export {
-        /// The tenant (`_system` for records of no tenant).
-        #[arg(long)]
-        tenant: String,
-        /// From this time on (RFC 3339, inclusive).
-        #[arg(long)]
-        since: Option<String>,
-        /// Before this time (RFC 3339, exclusive).
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long)]
-        key_id: Option<String>,
-        #[arg(long)]
-        action: Option<String>,
-        #[arg(long, value_enum)]
-        kind: Option<KindArg>,
-        #[arg(long, value_enum)]
-        decision: Option<DecisionArg>,
-        #[arg(long, value_enum, default_value_t = FormatArg::Ndjson)]
-        format: FormatArg,
-    },
+    Export(ExportArgs),
     /// Remove entries older than the retention window now (what the server does every
     /// `audit.purge_interval_seconds`).
     Purge {
@@ -73,6 +53,30 @@ pub enum AuditCmd {
     /// current key signs the new public key. Stop the server first (it signs with the key it
     /// started with until restarted).
     RotateSigningKey,
+}
+
+/// The arguments of `audit export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The tenant (`_system` for records of no tenant).
+    #[arg(long)]
+    tenant: String,
+    /// From this time on (RFC 3339, inclusive).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (RFC 3339, exclusive).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    key_id: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
+    #[arg(long, value_enum)]
+    decision: Option<DecisionArg>,
+    #[arg(long, value_enum, default_value_t = FormatArg::Ndjson)]
+    format: FormatArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,42 +168,9 @@ pub async fn run(config: &Config, out: &Output, cmd: AuditCmd) -> Result<(), Fai
             to,
             public_key,
         } => verify(config, out, tenant, from, to, public_key).await,
-        AuditCmd::Export {
-            tenant,
-            since,
-            until,
-            key_id,
-            action,
-            kind,
-            decision,
-            format,
-        } => {
-            let args = ExportArgs {
-                tenant,
-                since,
-                until,
-                key_id,
-                action,
-                kind,
-                decision,
-                format,
-            };
-            export_records(config, args).await
-        }
+        AuditCmd::Export(args) => export_records(config, args).await,
         AuditCmd::Purge { tenant } => purge(config, out, tenant).await,
     }
-}
-
-/// The arguments of `audit export`.
-struct ExportArgs {
-    tenant: String,
-    since: Option<String>,
-    until: Option<String>,
-    key_id: Option<String>,
-    action: Option<String>,
-    kind: Option<KindArg>,
-    decision: Option<DecisionArg>,
-    format: FormatArg,
 }
 
 /// `audit export`: one chain's records, filtered, to stdout; the export is itself recorded.
