@@ -146,20 +146,7 @@ pub async fn verify(
     } else {
         code
     };
-    if let Some(slot) = &admin.audit {
-        slot.with(|f| {
-            f.verify_code = Some(code.as_str());
-            if let (Some(k), false) = (
-                &cached,
-                matches!(code, DecisionCode::NotFound | DecisionCode::TenantMismatch),
-            ) {
-                f.key = Some(k.clone());
-                if f.tenant.is_none() {
-                    f.tenant = Some(k.found.key.tenant_id.clone());
-                }
-            }
-        });
-    }
+    note_facts(&admin, cached.as_ref(), code);
     state
         .metrics
         .verify_decisions
@@ -172,14 +159,44 @@ pub async fn verify(
         .as_deref()
         .filter(|_| code != DecisionCode::TenantMismatch);
     admission::observe(&state, now, known, code, ip);
-    let answer = match (&cached, code) {
+    Ok(Json(answer(&state, cached, code, &required, now)))
+}
+
+/// The request's audit facts: the decision code, and the key when the caller may learn about it.
+fn note_facts(admin: &Admin, cached: Option<&Arc<CachedKey>>, code: DecisionCode) {
+    if let Some(slot) = &admin.audit {
+        slot.with(|f| {
+            f.verify_code = Some(code.as_str());
+            if let (Some(k), false) = (
+                cached,
+                matches!(code, DecisionCode::NotFound | DecisionCode::TenantMismatch),
+            ) {
+                f.key = Some(Arc::clone(k));
+                if f.tenant.is_none() {
+                    f.tenant = Some(k.found.key.tenant_id.clone());
+                }
+            }
+        });
+    }
+}
+
+/// The answer for `code` about `cached` (bare for an unknown key or one the caller may not see);
+/// a valid key's use is recorded.
+fn answer(
+    state: &AppState,
+    cached: Option<Arc<CachedKey>>,
+    code: DecisionCode,
+    required: &[Scope],
+    now: OffsetDateTime,
+) -> VerifyResponse {
+    match (&cached, code) {
         (_, DecisionCode::NotFound | DecisionCode::TenantMismatch) | (None, _) => {
             VerifyResponse::bare(code)
         }
         (Some(k), code) => {
             let key = &k.found.key;
             if code.is_valid() {
-                admission::touch(&state, &k.used, &key.id, now);
+                admission::touch(state, &k.used, &key.id, now);
             }
             if !code.is_valid() {
                 tracing::info!(key_id = %key.id, tenant = %key.tenant_id, code = code.as_str(), "verify: key refused");
@@ -189,7 +206,7 @@ pub async fn verify(
                 key: Some(k.clone()),
                 // A VALID answer has none missing: no second pass over the scopes on that path.
                 missing_scopes: if !code.is_valid() {
-                    scope::missing(&key.scopes, &required)
+                    scope::missing(&key.scopes, required)
                         .into_iter()
                         .cloned()
                         .collect()
@@ -198,6 +215,5 @@ pub async fn verify(
                 },
             }
         }
-    };
-    Ok(Json(answer))
+    }
 }
