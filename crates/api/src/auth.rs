@@ -11,9 +11,10 @@ use axum::{
 };
 use portcullis_core::{hash::KeyHash, model::AdminKey, scope::Scope, tenant::TenantId};
 
+use portcullis_http::credential::presented;
 pub use portcullis_http::credential::{X_API_KEY, X_TENANT_ID, credential, tenant_header};
 pub use portcullis_service::admission::admin_now;
-use portcullis_service::admission::{self, AdmittedAdmin, InvalidTenantHeader, Presented, Refusal};
+use portcullis_service::admission::{self, AdmittedAdmin, Refusal};
 
 use crate::{
     error::ApiError,
@@ -39,11 +40,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let slot = parts.extensions.get::<AuditSlot>().cloned();
-        let presented = match credential(&parts.headers) {
-            Ok(secret) => Presented {
-                secret,
-                tenant: tenant_header(&parts.headers).map_err(|_| InvalidTenantHeader),
-            },
+        let presented = match presented(&parts.headers) {
+            Ok(p) => p,
             Err(e) => {
                 record_failure(state, slot.as_ref(), e.code, None, None);
                 return Err(e);

@@ -21,7 +21,7 @@ use super::{
 };
 use portcullis_http::{credential, error::ApiError};
 use portcullis_service::{
-    admission::{self, InvalidTenantHeader, Needs, Presented},
+    admission::{self, Needs},
     cache::CachedKey,
     metrics::{GatewayLabels, RouteName, SharedLabel},
 };
@@ -257,16 +257,12 @@ async fn admit(
             wait,
         ));
     }
-    let secret = match credential::credential(headers) {
-        Ok(s) => s,
+    let presented = match credential::presented(headers) {
+        Ok(p) => p,
         Err(e) => {
             facts.auth_failure = Some(e.code);
             return Err(Refusal::new("unauthenticated", e));
         }
-    };
-    let presented = Presented {
-        secret,
-        tenant: credential::tenant_header(headers).map_err(|_| InvalidTenantHeader),
     };
     let needs = Needs {
         tenant: None,

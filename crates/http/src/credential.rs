@@ -4,6 +4,8 @@
 use axum::http::{HeaderMap, HeaderName, StatusCode, header::AUTHORIZATION};
 use portcullis_core::{SecretString, tenant::TenantId};
 
+use portcullis_service::admission::{InvalidTenantHeader, Presented};
+
 use crate::error::ApiError;
 
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -49,6 +51,16 @@ pub fn credential(headers: &HeaderMap) -> Result<SecretString, ApiError> {
             "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>",
         )),
     }
+}
+
+/// The credential of a request as the admission pipeline takes it: the key (an error answer
+/// when there is none, or two different ones) and `X-Tenant-Id` (checked by the pipeline once
+/// the key is known to be alive).
+pub fn presented(headers: &HeaderMap) -> Result<Presented, ApiError> {
+    Ok(Presented {
+        secret: credential(headers)?,
+        tenant: tenant_header(headers).map_err(|_| InvalidTenantHeader),
+    })
 }
 
 /// Reads the optional `X-Tenant-Id`.
