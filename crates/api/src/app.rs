@@ -1,11 +1,15 @@
 //! The router and the middleware around it.
 
+use std::net::SocketAddr;
+
 use axum::{
     Router,
-    middleware::{from_fn, from_fn_with_state},
+    extract::{ConnectInfo, Request},
+    middleware::from_fn_with_state,
+    response::Response,
     routing::{get, post},
 };
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::ServiceExt as _;
 
 use crate::{
     admin_keys, audit, error, events, health, keys, metrics, record, request_id, state::AppState,
@@ -16,7 +20,7 @@ use crate::routes::*;
 
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    Router::new()
         .route(TENANTS, post(tenants::create).get(tenants::list))
         .route(TENANT, get(tenants::get).patch(tenants::update))
         .route(KEYS, post(keys::create).get(keys::list))
@@ -36,14 +40,45 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), metrics::layer))
         .fallback(error::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state);
-    // The request-id edge and the panic guard wrap the whole router once: layered onto the
-    // router, they would wrap every route, and each request would clone them with it.
-    let edge = tower::ServiceBuilder::new()
-        .layer(from_fn(request_id::layer))
-        .layer(CatchPanicLayer::custom(
-            portcullis_http::edge::panic_response,
-        ))
-        .service(api);
-    Router::new().fallback_service(edge)
+        .with_state(state)
+}
+
+/// What the API listener serves: the router behind the request edge (its id, the refusal of
+/// keys in URLs, the panic guard; [`request_id::around`]), each request with the client's
+/// address as `ConnectInfo<SocketAddr>`. `POST /v1/verify`, the API's hot path, is answered
+/// without the router ([`verify::direct`]).
+#[derive(Debug, Clone)]
+pub struct Api {
+    state: AppState,
+    router: Router,
+}
+
+impl Api {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            router: router(state.clone()),
+            state,
+        }
+    }
+}
+
+impl portcullis_http::listen::Serve for Api {
+    fn serve(
+        &self,
+        req: Request,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Response> + Send + use<> {
+        let fast = req.method() == axum::http::Method::POST && req.uri().path() == VERIFY;
+        let (state, router) = (self.state.clone(), self.router.clone());
+        request_id::around(req, move |mut req| async move {
+            if fast {
+                return verify::direct(state, req, peer).await;
+            }
+            req.extensions_mut().insert(ConnectInfo(peer));
+            match router.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        })
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::FromRequestParts,
-    http::{StatusCode, request::Parts},
+    http::{HeaderMap, StatusCode, request::Parts},
 };
 use portcullis_core::{hash::KeyHash, model::AdminKey, scope::Scope, tenant::TenantId};
 
@@ -18,7 +18,7 @@ use portcullis_service::admission::{self, AdmittedAdmin, Refusal};
 
 use crate::{
     error::ApiError,
-    record::{self, AuditSlot},
+    record::{self, AuditSlot, Facts},
     state::AppState,
 };
 
@@ -40,29 +40,42 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let slot = parts.extensions.get::<AuditSlot>().cloned();
-        let presented = match presented(&parts.headers) {
+        let mut facts = Facts::default();
+        let admin = Admin::authenticate(state, &parts.headers, &mut facts).await;
+        if let Some(slot) = &slot {
+            slot.with(|f| f.merge(facts));
+        }
+        admin.map(|a| Admin { audit: slot, ..a })
+    }
+}
+
+impl Admin {
+    /// Authenticates the admin key `headers` present, noting in `facts` who it is, or why it
+    /// failed (an authentication failure is also recorded as an `auth.failure` record).
+    pub async fn authenticate(
+        state: &AppState,
+        headers: &HeaderMap,
+        facts: &mut Facts,
+    ) -> Result<Self, ApiError> {
+        let presented = match presented(headers) {
             Ok(p) => p,
             Err(e) => {
-                record_failure(state, slot.as_ref(), e.code, None, None);
+                record_failure(state, facts, e.code, None, None);
                 return Err(e);
             }
         };
         let admitted = match admission::admin(state, presented).await {
             Ok(a) => a,
             Err(Refusal::Unauthenticated(f)) => {
-                record_failure(state, slot.as_ref(), f.reason, f.tenant.as_ref(), f.hint);
+                record_failure(state, facts, f.reason, f.tenant.as_ref(), f.hint);
                 return Err(ApiError::invalid_api_key());
             }
             Err(r) => return Err(r.into()),
         };
         let AdmittedAdmin { key, hash, tenant } = admitted;
-        if let Some(slot) = &slot {
-            slot.with(|f| {
-                f.auth = Some("success");
-                f.actor = Some(key.clone());
-                f.tenant = key.tenant_id.clone().or_else(|| tenant.clone());
-            });
-        }
+        facts.auth = Some("success");
+        facts.actor = Some(key.clone());
+        facts.tenant = key.tenant_id.clone().or_else(|| tenant.clone());
         if let (Some(t), Some(bound)) = (&tenant, &key.tenant_id)
             && t != bound
         {
@@ -76,7 +89,7 @@ impl FromRequestParts<AppState> for Admin {
             key,
             hash,
             tenant_header: tenant,
-            audit: slot,
+            audit: None,
         })
     }
 }
@@ -85,18 +98,14 @@ impl FromRequestParts<AppState> for Admin {
 /// an `auth.failure` record of its own.
 fn record_failure(
     state: &AppState,
-    slot: Option<&AuditSlot>,
+    facts: &mut Facts,
     reason: &'static str,
     tenant: Option<&TenantId>,
     hint: Option<String>,
 ) {
-    if let Some(slot) = slot {
-        slot.with(|f| {
-            f.auth = Some("failure");
-            f.tenant = f.tenant.take().or_else(|| tenant.cloned());
-            f.auth_failure = Some(reason);
-        });
-    }
+    facts.auth = Some("failure");
+    facts.tenant = facts.tenant.take().or_else(|| tenant.cloned());
+    facts.auth_failure = Some(reason);
     state.audit.record(record::auth_failure(
         state.clock.precise_now(),
         tenant,

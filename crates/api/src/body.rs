@@ -1,9 +1,9 @@
 //! JSON request bodies: size-limited, `application/json` only, unknown fields rejected, and
 //! errors that never echo the client's values (which may hold a key).
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{FromRequest, Request},
-    http::{StatusCode, header::CONTENT_TYPE},
+    http::{HeaderMap, StatusCode, header::CONTENT_TYPE},
 };
 use serde::de::DeserializeOwned;
 
@@ -17,7 +17,7 @@ pub struct JsonBody<T>(pub T);
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub T);
 
-async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+async fn read(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -25,15 +25,14 @@ async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
             format!("the body is larger than {} bytes", state.max_body_bytes),
         )
     };
-    let declared = req
-        .headers()
+    let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(req.into_body(), state.max_body_bytes)
+    axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|e| {
             if crate::listen::body::is_body_timeout(&e) {
@@ -44,8 +43,8 @@ async fn read(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
         })
 }
 
-fn is_json(req: &Request) -> bool {
-    req.headers()
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -90,19 +89,34 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send Content-Type: application/json",
+    )
+}
+
+/// The JSON body of a request with `headers`: `application/json`, within the size limit,
+/// parsed as `T` ([`parse`]).
+pub async fn json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    state: &AppState,
+) -> Result<T, ApiError> {
+    if !is_json(headers) {
+        return Err(unsupported_media_type());
+    }
+    let bytes = read(headers, body, state).await?;
+    parse(&bytes)
+}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        if !is_json(&req) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send Content-Type: application/json",
-            ));
-        }
-        let bytes = read(req, state).await?;
-        parse(&bytes).map(JsonBody)
+        let (parts, body) = req.into_parts();
+        json(&parts.headers, body, state).await.map(JsonBody)
     }
 }
 
@@ -110,17 +124,13 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let json = is_json(&req);
-        let bytes = read(req, state).await?;
+        let (parts, body) = req.into_parts();
+        let bytes = read(&parts.headers, body, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        if !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send Content-Type: application/json",
-            ));
+        if !is_json(&parts.headers) {
+            return Err(unsupported_media_type());
         }
         parse(&bytes).map(OptionalJson)
     }

@@ -37,8 +37,24 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let route = route_label(req.extensions().get::<MatchedPath>());
     let method = method_label(req.method());
     let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
+    observe(
+        &state,
+        route,
+        method,
+        resp.status().as_u16(),
+        start.elapsed(),
+    );
+    resp
+}
+
+/// Counts one answered request of `route` (a template of [`crate::routes`]) and its latency.
+pub fn observe(
+    state: &AppState,
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
     let m = &state.metrics;
     m.http_duration
         .get_or_create(&RouteLabel { route })
@@ -57,7 +73,6 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         latency_us = elapsed.as_micros() as u64,
         "request"
     );
-    resp
 }
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {

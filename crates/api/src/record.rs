@@ -5,7 +5,7 @@
 //! key), and the middleware writes one record when the answer is ready. Error answers carry
 //! their stable code in an [`ErrorCode`] response extension, which becomes the record's reason.
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -18,6 +18,8 @@ use axum::{
 };
 use portcullis_audit::{Body, Decision, Kind, SYSTEM_CHAIN, Sealable, json};
 use portcullis_core::{OffsetDateTime, model::AdminKey, tenant::TenantId};
+use portcullis_service::audit::log::QueuePlace;
+use portcullis_service::request_id::RequestId;
 
 use crate::{cache::CachedKey, config::ClientIpMode, state::AppState};
 pub use portcullis_http::edge::{declared_length, response_length, unavailable};
@@ -40,6 +42,26 @@ pub struct Facts {
     pub auth_failure: Option<&'static str>,
     /// The decision code of `POST /v1/verify` (`data.verify_code`).
     pub verify_code: Option<&'static str>,
+}
+
+impl Facts {
+    /// Takes every fact `other` knows.
+    pub fn merge(&mut self, other: Facts) {
+        let Facts {
+            tenant,
+            actor,
+            key,
+            auth,
+            auth_failure,
+            verify_code,
+        } = other;
+        self.tenant = tenant.or(self.tenant.take());
+        self.actor = actor.or(self.actor.take());
+        self.key = key.or(self.key.take());
+        self.auth = auth.or(self.auth);
+        self.auth_failure = auth_failure.or(self.auth_failure);
+        self.verify_code = verify_code.or(self.verify_code);
+    }
 }
 
 /// The facts of the current request (cheap to clone). Absent outside the API router.
@@ -76,12 +98,12 @@ struct RequestRecord {
     tenant: Option<TenantId>,
     actor: Option<Arc<AdminKey>>,
     key: Option<Arc<CachedKey>>,
-    request_id: Option<Arc<str>>,
+    request_id: Option<RequestId>,
     /// The stable code of an error answer.
     reason: Option<&'static str>,
     method: Method,
     /// The matched route template (`other` when none matched).
-    route: Option<MatchedPath>,
+    route: Option<RouteName>,
     status: u16,
     latency_us: u64,
     bytes_in: Option<u64>,
@@ -106,7 +128,10 @@ impl portcullis_audit::Details for &RequestRecord {
         };
         o.u64("latency_us", self.latency_us)
             .str("method", self.method.as_str())
-            .str("route", self.route.as_ref().map_or("other", |p| p.as_str()))
+            .str(
+                "route",
+                self.route.as_ref().map_or("other", RouteName::as_str),
+            )
             .u64("status", u64::from(self.status))
             .opt_str("verify_code", self.verify_code);
         o.end();
@@ -123,6 +148,14 @@ impl Sealable for RequestRecord {
     }
 
     fn write_body(&self, out: &mut Vec<u8>) {
+        portcullis_service::request_id::with_optional(self.request_id.as_ref(), |id| {
+            self.write_body_with(id, out);
+        });
+    }
+}
+
+impl RequestRecord {
+    fn write_body_with(&self, request_id: Option<&str>, out: &mut Vec<u8>) {
         Body {
             time: self.time,
             kind: Kind::Request,
@@ -130,7 +163,7 @@ impl Sealable for RequestRecord {
             tenant: self.tenant.as_ref().map(TenantId::as_str),
             actor: self.actor.as_ref().map(|a| a.id.as_str()),
             key_id: self.key.as_ref().map(|k| k.found.key.id.as_str()),
-            request_id: self.request_id.as_deref(),
+            request_id,
             decision: Some(if self.status < 400 {
                 Decision::Allow
             } else {
@@ -143,36 +176,78 @@ impl Sealable for RequestRecord {
     }
 }
 
-/// The API's audit middleware: refuses requests in `fail_closed` mode while the log cannot
-/// record, and writes one record per request.
-pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if ungated(path) {
-        return next.run(req).await;
+/// The route of a request as its record names it: the router's match, or a template the request
+/// was dispatched to without the router (`POST /v1/verify`).
+#[derive(Debug, Clone)]
+pub enum RouteName {
+    Matched(MatchedPath),
+    Template(&'static str),
+}
+
+impl RouteName {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(p) => p.as_str(),
+            Self::Template(t) => t,
+        }
     }
-    let Ok(place) = state.audit.admit().await else {
-        return unavailable().into_response();
-    };
-    if !state.audit.enabled() {
-        return next.run(req).await;
-    }
-    let started = Instant::now();
-    let time = state.clock.precise_now();
+}
+
+/// A request whose record is under way: what its record needs of the request, taken before the
+/// handler runs.
+#[derive(Debug)]
+pub struct Begun {
+    place: QueuePlace,
+    started: Instant,
+    time: OffsetDateTime,
+    method: Method,
+    route: Option<RouteName>,
+    bytes_in: Option<u64>,
+    /// The socket peer, or the client a trusted proxy forwarded for (`trusted_proxies`).
+    peer: Option<IpAddr>,
+}
+
+/// The start of a request's record: refused with `audit_unavailable` while the log cannot
+/// record (`fail_closed`); `None` when there is no record to write (the log is off, or the path
+/// changes nothing).
+pub fn begin<'a>(
+    state: &'a AppState,
+    req: &Request,
+    route: Option<RouteName>,
+    peer: Option<SocketAddr>,
+) -> impl Future<Output = Result<Option<Begun>, Response>> + Send + use<'a> {
+    // Taken before the wait: a request (its body) is not `Sync`.
+    let ungated = ungated(req.uri().path());
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
     let bytes_in = declared_length(req.headers());
-    // The socket peer, or the client a trusted proxy forwarded for (`trusted_proxies`).
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| {
-            portcullis_http::client::client_ip(c.0.ip(), req.headers(), &state.trusted_proxies)
-        });
-    let slot = AuditSlot::default();
-    req.extensions_mut().insert(slot.clone());
-    let resp = next.run(req).await;
-    let facts = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|e| e.into_inner()));
-    let client_ip = peer.map(|ip| match state.audit_client_ip {
+    let peer = peer
+        .map(|c| portcullis_http::client::client_ip(c.ip(), req.headers(), &state.trusted_proxies));
+    async move {
+        if ungated {
+            return Ok(None);
+        }
+        let Ok(place) = state.audit.admit().await else {
+            return Err(unavailable().into_response());
+        };
+        if !state.audit.enabled() {
+            return Ok(None);
+        }
+        Ok(Some(Begun {
+            place,
+            started: Instant::now(),
+            time: state.clock.precise_now(),
+            method,
+            route,
+            bytes_in,
+            peer,
+        }))
+    }
+}
+
+/// Writes the record of a request begun with [`begin`], answered with `resp`, with what the
+/// handler side learnt of it.
+pub fn finish(state: &AppState, begun: Begun, facts: Facts, resp: &Response) {
+    let client_ip = begun.peer.map(|ip| match state.audit_client_ip {
         ClientIpMode::Store => ClientIp::Seen(portcullis_core::ip::canonical(ip)),
         mode => ClientIp::Pseudonym(client_ip(
             mode,
@@ -182,24 +257,48 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
         )),
     });
     let r = RequestRecord {
-        time,
+        time: begun.time,
         tenant: facts.tenant,
         actor: facts.actor,
         key: facts.key,
         request_id: crate::request_id::current_shared(),
         reason: resp.extensions().get::<ErrorCode>().map(|c| c.0),
-        method,
-        route,
+        method: begun.method,
+        route: begun.route,
         status: resp.status().as_u16(),
-        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        bytes_in,
-        bytes_out: response_length(&resp),
+        latency_us: u64::try_from(begun.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        bytes_in: begun.bytes_in,
+        bytes_out: response_length(resp),
         client_ip,
         auth: facts.auth,
         auth_failure: facts.auth_failure,
         verify_code: facts.verify_code,
     };
-    state.audit.record_in(place, r);
+    state.audit.record_in(begun.place, r);
+}
+
+/// The API router's audit middleware: [`begin`], the handler (which fills in the request's
+/// [`AuditSlot`]), [`finish`].
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .cloned()
+        .map(RouteName::Matched);
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let begun = match begin(&state, &req, route, peer).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return next.run(req).await,
+        Err(refused) => return refused,
+    };
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let resp = next.run(req).await;
+    let facts = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|e| e.into_inner()));
+    finish(&state, begun, facts, &resp);
     resp
 }
 
@@ -227,7 +326,7 @@ mod tests {
                 tenant: Some(TenantId::parse("acme").unwrap()),
                 actor: None,
                 key: None,
-                request_id: Some(Arc::from("req_1")),
+                request_id: Some(RequestId::Given(Arc::from("req_1"))),
                 reason: Some("invalid_api_key"),
                 method: Method::POST,
                 route: None,

@@ -1,9 +1,17 @@
 //! `POST /v1/verify`: for services that check keys themselves. Needs an admin key with
 //! `keys:verify`. Answers 200 with a decision code for every well-formed question: the precise
 //! reason a key fails is for authorised callers only.
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 use portcullis_core::{
     ExposeSecret, OffsetDateTime, SecretString,
     decision::DecisionCode,
@@ -18,7 +26,15 @@ use portcullis_service::{
     metrics::CodeLabel,
 };
 
-use crate::{auth::Admin, body::JsonBody, cache::CachedKey, error::ApiError, state::AppState};
+use crate::{
+    auth::Admin,
+    body::JsonBody,
+    cache::CachedKey,
+    error::ApiError,
+    metrics,
+    record::{self, Facts, RouteName},
+    state::AppState,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,14 +120,86 @@ impl VerifyResponse {
     }
 }
 
+/// `POST /v1/verify` as a route of the router (the listener answers it by [`direct`]).
 pub async fn verify(
     State(state): State<AppState>,
     admin: Admin,
     JsonBody(req): JsonBody<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
+    let mut facts = Facts::default();
+    let answer = decide(&state, &admin, req, &mut facts).await;
+    if let Some(slot) = &admin.audit {
+        slot.with(|f| f.merge(facts));
+    }
+    answer.map(Json)
+}
+
+/// `POST /v1/verify` answered straight from the listener, without the router and its
+/// middleware: the same checks, answer, metrics and audit record as any route ([`record::begin`],
+/// [`Admin::authenticate`], [`crate::body::json`], [`metrics::observe`], [`record::finish`]).
+pub async fn direct(state: AppState, req: Request, peer: SocketAddr) -> Response {
+    let route = RouteName::Template(crate::routes::VERIFY);
+    let begun = match record::begin(&state, &req, Some(route), Some(peer)).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let started = std::time::Instant::now();
+    let mut facts = Facts::default();
+    let (parts, body) = req.into_parts();
+    let answer = async {
+        let admin = Admin::authenticate(&state, &parts.headers, &mut facts).await?;
+        let question = crate::body::json(&parts.headers, body, &state).await?;
+        decide(&state, &admin, question, &mut facts).await
+    }
+    .await;
+    let resp = match answer {
+        Ok(answer) => json_response(&answer),
+        Err(e) => e.into_response(),
+    };
+    let status = resp.status().as_u16();
+    metrics::observe(
+        &state,
+        crate::routes::VERIFY,
+        "POST",
+        status,
+        started.elapsed(),
+    );
+    if let Some(begun) = begun {
+        record::finish(&state, begun, facts, &resp);
+    }
+    resp
+}
+
+/// A 200 answer with `value` as its JSON body, written into one buffer.
+fn json_response(value: &VerifyResponse) -> Response {
+    let mut buf = Vec::with_capacity(512);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            buf,
+        )
+            .into_response(),
+        Err(_) => ApiError::internal("the answer could not be written").into_response(),
+    }
+}
+
+/// The answer to `req`, asked by `admin`; what the request's audit record needs goes to `facts`.
+async fn decide(
+    state: &AppState,
+    admin: &Admin,
+    req: VerifyRequest,
+    facts: &mut Facts,
+) -> Result<VerifyResponse, ApiError> {
     admin.require("keys:verify")?;
     let tenant = match (&req.tenant, &admin.tenant_header, &admin.key.tenant_id) {
-        (Some(t), _, _) => Some(admin.tenant(t)?),
+        (Some(t), _, _) => {
+            let t = admin.tenant(t)?;
+            facts.tenant = Some(t.clone());
+            Some(t)
+        }
         // X-Tenant-Id, or the key's own tenant: a tenant-bound admin key only ever verifies keys
         // of its tenant.
         (None, Some(h), _) => Some(h.clone()),
@@ -134,7 +222,7 @@ pub async fn verify(
     };
     let Evaluation {
         key: cached, code, ..
-    } = admission::evaluate(&state, req.key.expose_secret(), &needs, now).await?;
+    } = admission::evaluate(state, req.key.expose_secret(), &needs, now).await?;
     // Nothing about another tenant's key (not even that it is revoked or expired) is revealed
     // to a tenant-bound caller.
     let foreign = cached
@@ -146,7 +234,7 @@ pub async fn verify(
     } else {
         code
     };
-    note_facts(&admin, cached.as_ref(), code);
+    note_facts(facts, cached.as_ref(), code);
     state
         .metrics
         .verify_decisions
@@ -158,25 +246,21 @@ pub async fn verify(
     let known = cached
         .as_deref()
         .filter(|_| code != DecisionCode::TenantMismatch);
-    admission::observe(&state, now, known, code, ip);
-    Ok(Json(answer(&state, cached, code, &required, now)))
+    admission::observe(state, now, known, code, ip);
+    Ok(answer(state, cached, code, &required, now))
 }
 
 /// The request's audit facts: the decision code, and the key when the caller may learn about it.
-fn note_facts(admin: &Admin, cached: Option<&Arc<CachedKey>>, code: DecisionCode) {
-    if let Some(slot) = &admin.audit {
-        slot.with(|f| {
-            f.verify_code = Some(code.as_str());
-            if let (Some(k), false) = (
-                cached,
-                matches!(code, DecisionCode::NotFound | DecisionCode::TenantMismatch),
-            ) {
-                f.key = Some(Arc::clone(k));
-                if f.tenant.is_none() {
-                    f.tenant = Some(k.found.key.tenant_id.clone());
-                }
-            }
-        });
+fn note_facts(f: &mut Facts, cached: Option<&Arc<CachedKey>>, code: DecisionCode) {
+    f.verify_code = Some(code.as_str());
+    if let (Some(k), false) = (
+        cached,
+        matches!(code, DecisionCode::NotFound | DecisionCode::TenantMismatch),
+    ) {
+        f.key = Some(Arc::clone(k));
+        if f.tenant.is_none() {
+            f.tenant = Some(k.found.key.tenant_id.clone());
+        }
     }
 }
 

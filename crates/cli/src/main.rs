@@ -26,7 +26,9 @@ use crate::{
 };
 
 /// mimalloc: the request path allocates many small, short-lived objects; it measured faster than
-/// the system allocator in `bench/verify.sh` (see docs/benchmarks.md).
+/// the system allocator in `bench/verify.sh` (see docs/benchmarks.md). The default feature
+/// `mimalloc`; without it, the system allocator (for heap profilers).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -13,6 +13,7 @@ use axum::{
 };
 use portcullis_audit::{Body, Decision, Kind, Record, SYSTEM_CHAIN, Sealable, json};
 use portcullis_core::OffsetDateTime;
+use portcullis_service::request_id::RequestId;
 use serde_json::Value;
 
 use super::{Gateway, headers, upload::UploadFacts};
@@ -83,7 +84,7 @@ pub(super) struct Answer<'a> {
 pub(super) struct RequestRecord {
     time: OffsetDateTime,
     key: Option<Arc<CachedKey>>,
-    request_id: Option<Arc<str>>,
+    request_id: Option<RequestId>,
     reason: Option<&'static str>,
     method: Method,
     route: Arc<str>,
@@ -159,6 +160,14 @@ impl Sealable for RequestRecord {
     }
 
     fn write_body(&self, out: &mut Vec<u8>) {
+        portcullis_service::request_id::with_optional(self.request_id.as_ref(), |id| {
+            self.write_body_with(id, out);
+        });
+    }
+}
+
+impl RequestRecord {
+    fn write_body_with(&self, request_id: Option<&str>, out: &mut Vec<u8>) {
         let key = self.key.as_ref().map(|k| &k.found.key);
         Body {
             time: self.time,
@@ -167,7 +176,7 @@ impl Sealable for RequestRecord {
             tenant: self.tenant(),
             actor: None,
             key_id: key.map(|k| k.id.as_str()),
-            request_id: self.request_id.as_deref(),
+            request_id,
             decision: Some(if self.reason.is_none() {
                 Decision::Allow
             } else {
@@ -318,7 +327,7 @@ mod tests {
         RequestRecord {
             time: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
             key: None,
-            request_id: Some(Arc::from("req_1")),
+            request_id: Some(RequestId::Given(Arc::from("req_1"))),
             reason: Some("forbidden"),
             method: Method::PATCH,
             route: Arc::from("orders \"eu\""),

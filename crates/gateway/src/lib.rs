@@ -10,16 +10,15 @@
 //! - [`rewrite`]: the headers that could rewrite an authorised request (method overrides, URL
 //!   rewrites, forwarding headers) and who may send them.
 //! - [`upload`]: streaming body limits and upload measurement.
-//! - [`listener`]: the TCP listener with an open-connections gauge.
+//! - [`Edge`]: what the gateway listener serves (`portcullis_http::listen`).
 //! - `audit`: the audit records of gateway requests.
 #![forbid(unsafe_code)]
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use axum::{Router, middleware::from_fn};
+use axum::{extract::Request, response::Response};
 use portcullis_ratelimit::{FailureTracker, Limiter, Nanos};
-use tower_http::catch_panic::CatchPanicLayer;
 
 use portcullis_service::state::AppState;
 
@@ -27,7 +26,6 @@ mod audit;
 pub use portcullis_service::config::gateway as config;
 pub mod headers;
 mod limits;
-pub mod listener;
 pub mod path;
 pub mod proxy;
 mod refusal;
@@ -140,15 +138,19 @@ impl Gateway {
     }
 }
 
-/// The gateway's router: every path goes to the proxy, behind the request-id and URL-key edge.
-pub fn router(gw: Arc<Gateway>) -> Router {
-    let proxy = Router::new().fallback(proxy::handle).with_state(gw);
-    // Around the whole router, not layered onto its route: each request would clone them.
-    let edge = tower::ServiceBuilder::new()
-        .layer(from_fn(portcullis_http::request_id::layer))
-        .layer(CatchPanicLayer::custom(
-            portcullis_http::edge::panic_response,
-        ))
-        .service(proxy);
-    Router::new().fallback_service(edge)
+/// What the gateway listener serves: every request goes to the proxy, behind the request edge
+/// (its id, the refusal of keys in URLs, the panic guard). No router: the gateway routes by its
+/// own table ([`runtime`]).
+#[derive(Debug, Clone)]
+pub struct Edge(pub Arc<Gateway>);
+
+impl portcullis_http::listen::Serve for Edge {
+    fn serve(
+        &self,
+        req: Request,
+        peer: std::net::SocketAddr,
+    ) -> impl std::future::Future<Output = Response> + Send + use<> {
+        let gw = self.0.clone();
+        portcullis_http::request_id::around(req, move |req| proxy::handle(gw, peer, req))
+    }
 }

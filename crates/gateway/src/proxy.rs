@@ -4,7 +4,7 @@
 use std::{borrow::Cow, net::IpAddr, sync::Arc, time::Instant};
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::Request,
     http::{HeaderMap, StatusCode, header::HOST},
     response::{IntoResponse, Response},
 };
@@ -12,7 +12,6 @@ use axum::{
 use super::{
     Gateway, audit, headers,
     limits::{Shown, limit, ratelimit_headers},
-    listener::Peer,
     path::{self, PathError},
     refusal::{Refusal, refuse, too_many},
     rewrite::{self, RewriteMode},
@@ -31,11 +30,7 @@ static UNMATCHED: std::sync::LazyLock<Arc<str>> =
     std::sync::LazyLock::new(|| Arc::from("unmatched"));
 
 /// The proxy handler: every request of the gateway listener.
-pub async fn handle(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    req: Request,
-) -> Response {
+pub async fn handle(gw: Arc<Gateway>, peer: std::net::SocketAddr, req: Request) -> Response {
     let Ok(place) = gw.app.audit.admit().await else {
         let resp = portcullis_http::edge::unavailable().into_response();
         gw.app

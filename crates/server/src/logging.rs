@@ -1,7 +1,7 @@
 //! Log output: JSON (default) or text on stderr, with the request id on every line logged while
 //! a request is handled.
 //!
-//! The id comes from the request's task-local (set by [`crate::request_id::layer`]) and is added
+//! The id comes from the request's task-local (set by [`crate::request_id::around`]) and is added
 //! when a line is written, instead of opening a tracing span per request: a span costs every
 //! request (it is created, formatted and closed even when nothing is logged), while this costs
 //! only the requests that log.

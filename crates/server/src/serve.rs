@@ -1,5 +1,5 @@
 //! Running the server: bind, serve, shut down gracefully, flush pending usage.
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 
@@ -7,7 +7,7 @@ pub use crate::logging::init_logging;
 
 use crate::{
     app,
-    gateway::{self, Gateway, listener::Peer},
+    gateway::{self, Gateway},
     listen::{self, Listen},
     state::AppState,
 };
@@ -62,10 +62,9 @@ pub async fn serve_all(
             name: "gateway",
             listener: g.listener,
             limits: g.gateway.connections.clone(),
-            router: gateway::router(g.gateway),
+            serve: gateway::Edge(g.gateway),
             metrics: state.metrics.listeners.clone(),
             extra_gauge: Some(state.metrics.gateway_open_connections.clone()),
-            connect_info: Peer,
         };
         tokio::spawn(listen::serve(listen, stopped(stop_rx.clone())))
     });
@@ -73,10 +72,9 @@ pub async fn serve_all(
         name: "api",
         listener,
         limits: state.connections.clone(),
-        router: app::router(state.clone()),
+        serve: app::Api::new(state.clone()),
         metrics: state.metrics.listeners.clone(),
         extra_gauge: None,
-        connect_info: |addr: SocketAddr| addr,
     };
     listen::serve(api, stopped(stop_rx)).await;
     let result: std::io::Result<()> = Ok(());

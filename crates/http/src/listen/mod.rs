@@ -13,12 +13,11 @@ use std::{
     convert::Infallible, future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration,
 };
 
-use axum::{Router, body::Body, extract::ConnectInfo, response::Response};
+use axum::{body::Body, extract::Request, response::Response};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::{net::TcpListener, sync::watch};
-use tower::ServiceExt as _;
 
 use self::{
     activity::{Activity, Timeouts, Watched},
@@ -28,32 +27,40 @@ use self::{
 pub use portcullis_service::config::listen::ConnectionLimits;
 pub use portcullis_service::metrics::{ListenerLabel, ListenerMetrics, ListenerReason};
 
+/// What a listener answers: every request of its connections, with the client's socket
+/// address. The API and the gateway implement it with their request edge.
+pub trait Serve: Send + Sync + 'static {
+    fn serve(
+        &self,
+        req: Request,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + 'static + use<Self>;
+}
+
 /// One listener to serve.
 #[derive(Debug)]
-pub struct Listen<C> {
+pub struct Listen<S> {
     /// `api` or `gateway` (metric label and log field).
     pub name: &'static str,
     pub listener: TcpListener,
-    pub router: Router,
+    /// What answers its requests.
+    pub serve: S,
     pub limits: ConnectionLimits,
     pub metrics: ListenerMetrics,
     /// A gauge also counting this listener's open connections (kept for existing dashboards).
     pub extra_gauge: Option<Gauge>,
-    /// The `ConnectInfo` handlers of `router` extract, made from the client's socket address.
-    pub connect_info: fn(SocketAddr) -> C,
 }
 
 /// Everything a connection task shares with its listener.
-struct Shared<C> {
+struct Shared<S> {
     name: &'static str,
-    router: Router,
+    serve: Arc<S>,
     builder: http1::Builder,
     timeouts: Timeouts,
     body_timeout: Duration,
     metrics: ListenerMetrics,
     open: Gauge,
     extra_gauge: Option<Gauge>,
-    connect_info: fn(SocketAddr) -> C,
 }
 
 fn builder(limits: &ConnectionLimits) -> http1::Builder {
@@ -70,10 +77,7 @@ fn builder(limits: &ConnectionLimits) -> http1::Builder {
 
 /// Serves `l` until `shutdown` resolves, then lets open connections finish their request in
 /// progress and waits for them.
-pub async fn serve<C>(l: Listen<C>, shutdown: impl Future<Output = ()> + Send + 'static)
-where
-    C: Clone + Send + Sync + 'static,
-{
+pub async fn serve<S: Serve>(l: Listen<S>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let open = l
         .metrics
         .open
@@ -85,7 +89,7 @@ where
     );
     let shared = Arc::new(Shared {
         name: l.name,
-        router: l.router,
+        serve: Arc::new(l.serve),
         builder: builder(&l.limits),
         timeouts: Timeouts {
             header: l.limits.header_read_timeout(),
@@ -95,7 +99,6 @@ where
         open,
         metrics: l.metrics,
         extra_gauge: l.extra_gauge,
-        connect_info: l.connect_info,
     });
     let gate = LogGate::new(Duration::from_secs(10));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -134,7 +137,7 @@ where
     done_tx.closed().await;
 }
 
-fn refuse<C>(shared: &Shared<C>, gate: &LogGate, cap: caps::Refused, peer: SocketAddr) {
+fn refuse<S>(shared: &Shared<S>, gate: &LogGate, cap: caps::Refused, peer: SocketAddr) {
     shared
         .metrics
         .refused
@@ -169,15 +172,13 @@ async fn accept_failed(name: &str, e: &std::io::Error) {
 }
 
 /// Serves one connection under its watchdog.
-async fn connection<C>(
-    shared: Arc<Shared<C>>,
+async fn connection<S: Serve>(
+    shared: Arc<Shared<S>>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     slot: Slot,
     mut stop: watch::Receiver<bool>,
-) where
-    C: Clone + Send + Sync + 'static,
-{
+) {
     shared.open.inc();
     if let Some(g) = &shared.extra_gauge {
         g.inc();
@@ -229,11 +230,10 @@ async fn connection<C>(
     }
 }
 
-/// The router as one connection's service: each request gets the client's `ConnectInfo`, a
-/// request body with the idle-gap timeout, and a response body that keeps the connection busy
-/// until it is written.
-fn service<C>(
-    shared: &Arc<Shared<C>>,
+/// One connection's service: each request gets a request body with the idle-gap timeout and
+/// a response body that keeps the connection busy until it is written.
+fn service<S: Serve>(
+    shared: &Arc<Shared<S>>,
     activity: &Arc<Activity>,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
@@ -242,12 +242,8 @@ fn service<C>(
     Error = Infallible,
     Future: Send + 'static,
 > + Send
-+ 'static
-where
-    C: Clone + Send + Sync + 'static,
-{
-    let info = (shared.connect_info)(peer);
-    let router = shared.router.clone();
++ 'static {
+    let serve = shared.serve.clone();
     let activity = activity.clone();
     let timeout = shared.body_timeout;
     let body_timeouts = shared
@@ -259,12 +255,8 @@ where
         .clone();
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = activity.begin();
-        let mut req = req.map(|b| Body::new(IdleBody::new(b, timeout, body_timeouts.clone())));
-        req.extensions_mut().insert(ConnectInfo(info.clone()));
-        let answer = router.clone().oneshot(req);
-        async move {
-            let resp = answer.await?;
-            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
-        }
+        let req = req.map(|b| Body::new(IdleBody::new(b, timeout, body_timeouts.clone())));
+        let answer = serve.serve(req, peer);
+        async move { Ok::<_, Infallible>(answer.await.map(|b| Tracked::new(b, in_flight))) }
     })
 }
