@@ -5,7 +5,7 @@ use axum::{
     extract::{FromRequest, Request},
     http::{HeaderMap, StatusCode, header::CONTENT_TYPE},
 };
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{error::ApiError, state::AppState};
 
@@ -53,7 +53,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Parses JSON, mapping errors to stable codes. Messages name a field only when the name is a
 /// plain identifier, and never quote a value.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -97,18 +97,17 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
-/// The JSON body of a request with `headers`: `application/json`, within the size limit,
-/// parsed as `T` ([`parse`]).
-pub async fn json<T: DeserializeOwned>(
+/// The JSON body of a request with `headers`, to [`parse`]: `application/json`, within the
+/// size limit.
+pub async fn json_bytes(
     headers: &HeaderMap,
     body: Body,
     state: &AppState,
-) -> Result<T, ApiError> {
+) -> Result<Bytes, ApiError> {
     if !is_json(headers) {
         return Err(unsupported_media_type());
     }
-    let bytes = read(headers, body, state).await?;
-    parse(&bytes)
+    read(headers, body, state).await
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
@@ -116,7 +115,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        json(&parts.headers, body, state).await.map(JsonBody)
+        let bytes = json_bytes(&parts.headers, body, state).await?;
+        parse(&bytes).map(JsonBody)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `keys:verify`. Answers 200 with a decision code for every well-formed question: the precise
 //! reason a key fails is for authorised callers only.
 use std::{
+    borrow::Cow,
     net::{IpAddr, SocketAddr},
     sync::Arc,
 };
@@ -28,7 +29,6 @@ use portcullis_service::{
 
 use crate::{
     auth::Admin,
-    body::JsonBody,
     cache::CachedKey,
     error::ApiError,
     metrics,
@@ -36,19 +36,20 @@ use crate::{
     state::AppState,
 };
 
+/// The question, its text borrowed from the request body where it holds no escapes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
+pub struct VerifyRequest<'a> {
     /// Held in a redacting, zeroizing type like every secret.
     pub key: SecretString,
-    #[serde(default)]
-    pub tenant: Option<String>,
+    #[serde(default, borrow)]
+    pub tenant: Option<Cow<'a, str>>,
     #[serde(default)]
     pub environment: Option<Environment>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub ip: Option<String>,
+    #[serde(default, borrow)]
+    pub scopes: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub ip: Option<Cow<'a, str>>,
 }
 
 /// The answer: the decision code and, for a key the caller may learn about, the key's facts,
@@ -124,10 +125,15 @@ impl VerifyResponse {
 pub async fn verify(
     State(state): State<AppState>,
     admin: Admin,
-    JsonBody(req): JsonBody<VerifyRequest>,
+    req: Request,
 ) -> Result<Json<VerifyResponse>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = crate::body::json_bytes(&parts.headers, body, &state).await?;
     let mut facts = Facts::default();
-    let answer = decide(&state, &admin, req, &mut facts).await;
+    let answer = match crate::body::parse(&bytes) {
+        Ok(question) => decide(&state, &admin, question, &mut facts).await,
+        Err(e) => Err(e),
+    };
     if let Some(slot) = &admin.audit {
         slot.with(|f| f.merge(facts));
     }
@@ -148,8 +154,8 @@ pub async fn direct(state: AppState, req: Request, peer: SocketAddr) -> Response
     let (parts, body) = req.into_parts();
     let answer = async {
         let admin = Admin::authenticate(&state, &parts.headers, &mut facts).await?;
-        let question = crate::body::json(&parts.headers, body, &state).await?;
-        decide(&state, &admin, question, &mut facts).await
+        let bytes = crate::body::json_bytes(&parts.headers, body, &state).await?;
+        decide(&state, &admin, crate::body::parse(&bytes)?, &mut facts).await
     }
     .await;
     let resp = match answer {
@@ -170,16 +176,25 @@ pub async fn direct(state: AppState, req: Request, peer: SocketAddr) -> Response
     resp
 }
 
-/// A 200 answer with `value` as its JSON body, written into one buffer.
+/// A 200 answer with `value` as its JSON body: written on the stack when it fits (the body is
+/// then one exact copy), else into a buffer of its own.
 fn json_response(value: &VerifyResponse) -> Response {
-    let mut buf = Vec::with_capacity(512);
-    match serde_json::to_writer(&mut buf, value) {
-        Ok(()) => (
+    let mut stack = [0u8; 1024];
+    let mut cursor = std::io::Cursor::new(&mut stack[..]);
+    let body = match serde_json::to_writer(&mut cursor, value) {
+        Ok(()) => {
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            Ok(axum::body::Bytes::copy_from_slice(&stack[..len]))
+        }
+        Err(_) => serde_json::to_vec(value).map(axum::body::Bytes::from),
+    };
+    match body {
+        Ok(body) => (
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            buf,
+            body,
         )
             .into_response(),
         Err(_) => ApiError::internal("the answer could not be written").into_response(),
@@ -190,16 +205,12 @@ fn json_response(value: &VerifyResponse) -> Response {
 async fn decide(
     state: &AppState,
     admin: &Admin,
-    req: VerifyRequest,
+    req: VerifyRequest<'_>,
     facts: &mut Facts,
 ) -> Result<VerifyResponse, ApiError> {
     admin.require("keys:verify")?;
     let tenant = match (&req.tenant, &admin.tenant_header, &admin.key.tenant_id) {
-        (Some(t), _, _) => {
-            let t = admin.tenant(t)?;
-            facts.tenant = Some(t.clone());
-            Some(t)
-        }
+        (Some(t), _, _) => Some(admin.tenant(t)?),
         // X-Tenant-Id, or the key's own tenant: a tenant-bound admin key only ever verifies keys
         // of its tenant.
         (None, Some(h), _) => Some(h.clone()),
@@ -234,6 +245,10 @@ async fn decide(
     } else {
         code
     };
+    if req.tenant.is_some() {
+        // The tenant asked about is the one the request acted on (moved: no copy).
+        facts.tenant = tenant;
+    }
     note_facts(facts, cached.as_ref(), code);
     state
         .metrics

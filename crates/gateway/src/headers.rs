@@ -2,10 +2,11 @@
 //! (hop-by-hop headers per RFC 9110 §7.6.1, credentials, spoofed identity headers, the headers of
 //! [`super::rewrite`]) and what is added (identity, `X-Forwarded-For`, `Forwarded`,
 //! `X-Forwarded-Proto`).
-use std::net::IpAddr;
+use std::{fmt, net::IpAddr};
 
 use axum::http::{
     HeaderMap, HeaderName, HeaderValue,
+    header::GetAll,
     header::{
         AUTHORIZATION, CONNECTION, FORWARDED, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
         TRANSFER_ENCODING, UPGRADE,
@@ -14,6 +15,7 @@ use axum::http::{
 
 use super::rewrite;
 use portcullis_http::credential::{X_API_KEY, X_TENANT_ID};
+use portcullis_http::header_value::written;
 
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_PORTCULLIS_TENANT: HeaderName = HeaderName::from_static("x-portcullis-tenant");
@@ -56,14 +58,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The identity of an authenticated request, sent upstream.
-#[derive(Debug)]
-pub struct Identity<'a> {
-    pub tenant: &'a str,
-    pub key_id: &'a str,
-    pub environment: &'a str,
-    pub scopes: String,
-}
+pub use portcullis_service::cache::IdentityHeaders as Identity;
 
 /// The hop a request came in on: the socket peer, whether it is a trusted proxy, the `Host` the
 /// client asked for and the listener's scheme.
@@ -76,7 +71,9 @@ pub struct Hop<'a> {
 }
 
 /// Rewrites a client request's headers for the upstream, in place.
-pub fn to_upstream(headers: &mut HeaderMap, hop: &Hop<'_>, identity: Option<&Identity<'_>>) {
+pub fn to_upstream(headers: &mut HeaderMap, hop: &Hop<'_>, identity: Option<&Identity>) {
+    // Room for what is added (identity and forwarding headers) in one growth, not several.
+    headers.reserve(8);
     // `TE: trailers` is the one TE value a proxy passes on.
     let te_trailers = headers
         .get(TE)
@@ -108,13 +105,13 @@ pub fn to_upstream(headers: &mut HeaderMap, hop: &Hop<'_>, identity: Option<&Ide
     rewrite::strip(headers, hop.peer_trusted);
     if let Some(id) = identity {
         for (name, value) in [
-            (&X_PORTCULLIS_TENANT, id.tenant),
-            (&X_PORTCULLIS_KEY_ID, id.key_id),
-            (&X_PORTCULLIS_ENVIRONMENT, id.environment),
-            (&X_PORTCULLIS_SCOPES, id.scopes.as_str()),
+            (&X_PORTCULLIS_TENANT, &id.tenant),
+            (&X_PORTCULLIS_KEY_ID, &id.key_id),
+            (&X_PORTCULLIS_ENVIRONMENT, &id.environment),
+            (&X_PORTCULLIS_SCOPES, &id.scopes),
         ] {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(name.clone(), v);
+            if let Some(v) = value {
+                headers.insert(name.clone(), v.clone());
             }
         }
     }
@@ -132,44 +129,33 @@ fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
         scheme,
     } = *hop;
     let peer = portcullis_core::ip::canonical(peer);
-    let joined = |name: &HeaderName, headers: &HeaderMap| -> Option<String> {
-        let parts: Vec<&str> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(", "))
-    };
-    let (xff, fwd) = if peer_trusted {
-        (
-            joined(&X_FORWARDED_FOR, headers),
-            joined(&FORWARDED, headers),
-        )
-    } else {
-        (None, None)
-    };
-    let node = match peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut element = format!("for={node};proto={}", scheme.as_str());
-    if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
-        element.push_str(&format!(";host=\"{h}\""));
-    }
-    let xff = match xff {
-        Some(x) => format!("{x}, {peer}"),
-        None => peer.to_string(),
-    };
-    let fwd = match fwd {
-        Some(f) => format!("{f}, {element}"),
-        None => element,
-    };
+    // Each value is formatted on the stack and copied once into its header value.
+    let xff = written(|w| {
+        if peer_trusted {
+            joined(w, headers.get_all(&X_FORWARDED_FOR))?;
+        }
+        write!(w, "{peer}")
+    });
+    let fwd = written(|w| {
+        if peer_trusted {
+            joined(w, headers.get_all(FORWARDED))?;
+        }
+        match peer {
+            IpAddr::V4(v4) => write!(w, "for={v4}")?,
+            IpAddr::V6(v6) => write!(w, "for=\"[{v6}]\"")?,
+        }
+        write!(w, ";proto={}", scheme.as_str())?;
+        match host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
+            Some(h) => write!(w, ";host=\"{h}\""),
+            None => Ok(()),
+        }
+    });
     headers.remove(&X_FORWARDED_FOR);
     headers.remove(FORWARDED);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
+    if let Some(v) = fwd {
         headers.insert(FORWARDED, v);
     }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -179,6 +165,15 @@ fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
             HeaderValue::from_static(scheme.as_str()),
         );
     }
+}
+
+/// Writes the text values of `values` into `out`, each followed by `, `.
+fn joined(out: &mut dyn fmt::Write, values: GetAll<'_, HeaderValue>) -> fmt::Result {
+    for v in values.iter().filter_map(|v| v.to_str().ok()) {
+        out.write_str(v)?;
+        out.write_str(", ")?;
+    }
+    Ok(())
 }
 
 /// Removes hop-by-hop headers of an upstream response.
@@ -250,11 +245,12 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("accept", "application/json"),
         ]);
+        let v = |s: &'static str| Some(HeaderValue::from_static(s));
         let id = Identity {
-            tenant: "acme",
-            key_id: "key_1",
-            environment: "live",
-            scopes: "a:b c:d".into(),
+            tenant: v("acme"),
+            key_id: v("key_1"),
+            environment: v("live"),
+            scopes: v("a:b c:d"),
         };
         let peer: IpAddr = "203.0.113.9".parse().expect("ip");
         let hop = Hop {

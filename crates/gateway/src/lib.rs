@@ -27,6 +27,7 @@ pub use portcullis_service::config::gateway as config;
 pub mod headers;
 mod limits;
 pub mod path;
+pub mod pool;
 pub mod proxy;
 mod refusal;
 pub mod rewrite;
@@ -43,9 +44,9 @@ pub struct Gateway {
     pub app: AppState,
     runtime: ArcSwap<Runtime>,
     /// Per key (and route policy).
-    pub keys: Limiter<String>,
+    pub keys: Limiter<limits::KeyLimit>,
     /// Per tenant, across its keys.
-    pub tenants: Limiter<String>,
+    pub tenants: Limiter<Arc<str>>,
     /// Failed authentications per client address.
     pub failures: FailureTracker<IpAddr>,
     /// Timeouts and caps of the gateway listener's connections (fixed at start).

@@ -1,8 +1,9 @@
 //! The gateway's rate limits of an admitted key: its own limit and the route's policy, then its
 //! tenant's; the `RateLimit-Policy` / `RateLimit` headers of the tighter one.
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::http::{HeaderName, HeaderValue};
+use portcullis_http::header_value::written;
 use portcullis_ratelimit::{Outcome, Quota};
 
 use super::{
@@ -14,6 +15,12 @@ use portcullis_service::{cache::CachedKey, metrics::LimiterLabels};
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("key"));
+static TENANT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("tenant"));
+
+/// An entry of the per-key limiter: the route policy's name (none for the key's own limit) and
+/// the key's id.
+pub type KeyLimit = (Option<Arc<str>>, Arc<str>);
 
 /// A limit and its outcome, for the `RateLimit` headers.
 pub(super) struct Shown {
@@ -39,33 +46,32 @@ pub(super) fn limit(
     let route_limit = route
         .policy
         .as_ref()
-        .map(|p| (p.name.clone(), p.quota, format!("{}\u{0}{}", p.name, k.id)));
+        .map(|p| (p.name.clone(), p.quota, Some(p.name.clone())));
     let key_limit = k
         .rate_limit
         .and_then(|own| Quota::new(own.requests, own.per_seconds, own.burst).ok())
-        .map(|q| (Arc::<str>::from("key"), q, k.id.clone()));
+        .map(|q| (KEY.clone(), q, None));
     let tenant_limit = key
         .found
         .tenant_rate_limit
         .and_then(|t| Quota::new(t.requests, t.per_seconds, t.burst).ok())
         .or(rt.tenant_quota)
-        .map(|q| {
-            (
-                Arc::<str>::from("tenant"),
-                q,
-                k.tenant_id.as_str().to_owned(),
-            )
-        });
+        .map(|q| (TENANT.clone(), q));
     let mut shown: Option<Shown> = None;
-    for (limiter, which, entry) in [
-        (&gw.keys, "key", key_limit),
-        (&gw.keys, "key", route_limit),
-        (&gw.tenants, "tenant", tenant_limit),
-    ] {
-        let Some((name, quota, id)) = entry else {
-            continue;
-        };
-        let outcome = limiter.check(&id, &quota, now);
+    // Per key: its own limit, then the route's policy (an entry per policy and key); then the
+    // tenant's. Entries are named by shared ids: nothing is copied unless an entry is new.
+    let per_key = [key_limit, route_limit]
+        .into_iter()
+        .flatten()
+        .map(|(name, quota, policy)| {
+            let outcome = gw.keys.check(&(policy, key.id.clone()), &quota, now);
+            ("key", name, quota, outcome)
+        });
+    let per_tenant = tenant_limit.into_iter().map(|(name, quota)| {
+        let outcome = gw.tenants.check(&key.tenant, &quota, now);
+        ("tenant", name, quota, outcome)
+    });
+    for (which, name, quota, outcome) in per_key.chain(per_tenant) {
         gw.app
             .metrics
             .ratelimit_decisions
@@ -108,17 +114,17 @@ pub(super) fn limit(
 }
 
 pub(super) fn ratelimit_headers(s: &Shown) -> [(HeaderName, HeaderValue); 2] {
-    let value = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""));
+    let empty = || HeaderValue::from_static("");
     [
         (
             RATELIMIT_POLICY.clone(),
-            value(portcullis_ratelimit::policy_header_value(&s.name, &s.quota)),
+            written(|w| portcullis_ratelimit::write_policy_header_value(w, &s.name, &s.quota))
+                .unwrap_or_else(empty),
         ),
         (
             RATELIMIT.clone(),
-            value(portcullis_ratelimit::ratelimit_header_value(
-                &s.name, &s.outcome,
-            )),
+            written(|w| portcullis_ratelimit::write_ratelimit_header_value(w, &s.name, &s.outcome))
+                .unwrap_or_else(empty),
         ),
     ]
 }

@@ -101,15 +101,18 @@ async fn forward(
     if let Err(r) = rewrite_policy(rt, peer_trusted, req.headers()) {
         return (None, Err(r));
     }
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .map(|h| strip_port(h).to_owned());
+    // The Host header's value is shared with the request (not copied); the URI's host is the
+    // fallback (an absolute-form request without one).
+    let host_header = req.headers().get(HOST).cloned();
+    let header_host = host_header.as_ref().and_then(|h| h.to_str().ok());
+    let uri_host = header_host
+        .is_none()
+        .then(|| req.uri().host().map(str::to_owned))
+        .flatten();
+    let host = header_host.or(uri_host.as_deref()).map(strip_port);
     // The one path used from here on: routed, and sent upstream (`forwarded`: only if it differs
     // from what the client sent).
-    let (route, forwarded) = match canonical_route(rt, host.as_deref(), &req) {
+    let (route, forwarded) = match canonical_route(rt, host, &req) {
         Ok(found) => found,
         Err(r) => return (None, Err(r)),
     };
@@ -133,7 +136,7 @@ async fn forward(
         Peering {
             peer,
             peer_trusted,
-            host: host.as_deref(),
+            host,
         },
         &admitted,
         forwarded,

@@ -3,20 +3,15 @@
 //! the one they started with.
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    http::{HeaderValue, Method, uri::Authority},
-};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
-};
+use axum::http::{HeaderValue, Method, uri::Authority};
 use ipnet::IpNet;
 use portcullis_core::{
     scope::{self, Scope},
     tenant::Environment,
 };
 use portcullis_ratelimit::Quota;
+
+use crate::pool::Pool;
 
 use super::rewrite::RewriteMode;
 use super::{
@@ -36,9 +31,7 @@ fn invalid(msg: impl Into<String>) -> GatewayConfigError {
     GatewayConfigError(msg.into())
 }
 
-pub type UpstreamClient = Client<HttpConnector, Body>;
-
-/// One upstream: where to send, and the pooled client that does.
+/// One upstream: where to send, and its connection pool.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: Arc<str>,
@@ -47,7 +40,7 @@ pub struct Upstream {
     pub base_path: String,
     pub host_header: HeaderValue,
     pub request_timeout: Duration,
-    pub client: UpstreamClient,
+    pub pool: Arc<Pool>,
 }
 
 /// A route's per-key policy: its name (for the headers) and quota.
@@ -305,14 +298,16 @@ fn upstream(name: &str, u: &UpstreamConfig) -> Result<Upstream, GatewayConfigErr
         )));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_millis(u.connect_timeout_ms)));
-    let client = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(u.pool_max_idle)
-        .build(connector);
+    let addr = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
+    let pool = Pool::new(
+        &addr,
+        Duration::from_millis(u.connect_timeout_ms),
+        u.pool_max_idle,
+    );
     let host_header = HeaderValue::from_str(authority.as_str())
         .map_err(|_| invalid(format!("{what}.url has an invalid host")))?;
     Ok(Upstream {
@@ -321,7 +316,7 @@ fn upstream(name: &str, u: &UpstreamConfig) -> Result<Upstream, GatewayConfigErr
         base_path,
         host_header,
         request_timeout: Duration::from_millis(u.request_timeout_ms),
-        client,
+        pool,
     })
 }
 

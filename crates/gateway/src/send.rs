@@ -1,6 +1,6 @@
 //! Streams an admitted request to its upstream (credential stripped, identity and forwarding
 //! headers set, the canonical path) and the answer back; upstream failures become refusals.
-use std::{borrow::Cow, net::IpAddr, time::Instant};
+use std::{net::IpAddr, time::Instant};
 
 use axum::{
     body::Body,
@@ -8,16 +8,16 @@ use axum::{
     http::{
         StatusCode, Uri, Version,
         header::{CONTENT_LENGTH, CONTENT_TYPE, HOST},
+        uri::PathAndQuery,
     },
     response::Response,
 };
 
 use super::{
-    Gateway, audit,
-    headers::{self, Identity},
+    Gateway, audit, headers,
     proxy::Admitted,
     refusal::{Refusal, refuse},
-    runtime::Route,
+    runtime::{Route, Upstream},
     upload::{Exceeded, Metered},
 };
 use portcullis_http::error::ApiError;
@@ -64,21 +64,14 @@ pub(super) async fn send(
         return Err(too_large());
     }
     let up = &route.upstream;
-    let path_and_query = match (&forwarded, parts.uri.query()) {
-        (Some(path), Some(query)) => Cow::Owned(format!("{path}?{query}")),
-        (Some(path), None) => Cow::Borrowed(path.as_str()),
-        (None, _) => Cow::Borrowed(parts.uri.path_and_query().map_or("/", |p| p.as_str())),
-    };
-    let uri: Uri = format!("http://{}{}{}", up.authority, up.base_path, path_and_query)
-        .parse()
-        .map_err(|_| {
-            refuse(
-                "invalid_path",
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                "the path cannot be forwarded",
-            )
-        })?;
+    let uri = upstream_uri(up, forwarded.as_deref(), &parts.uri).ok_or_else(|| {
+        refuse(
+            "invalid_path",
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "the path cannot be forwarded",
+        )
+    })?;
     let exceeded = Exceeded::default();
     let mut metered = Metered::new(body, route.max_body_bytes, exceeded.clone());
     if route.upload {
@@ -116,40 +109,22 @@ pub(super) async fn send(
             sink(&route_name, &request_id, facts);
         });
     }
-    let scopes;
-    let identity = match &admitted.key {
-        Some(k) => {
-            let key = &k.found.key;
-            scopes = key
-                .scopes
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
-            Some(Identity {
-                tenant: key.tenant_id.as_str(),
-                key_id: &key.id,
-                environment: key.environment.as_str(),
-                scopes,
-            })
-        }
-        None => None,
-    };
+    let identity = admitted.key.as_ref().map(|k| &k.identity);
     let hop = headers::Hop {
         peer,
         peer_trusted,
         host,
         scheme: gw.scheme,
     };
-    headers::to_upstream(&mut parts.headers, &hop, identity.as_ref());
-    if !route.preserve_host {
+    headers::to_upstream(&mut parts.headers, &hop, identity);
+    if !route.preserve_host || !parts.headers.contains_key(HOST) {
         parts.headers.insert(HOST, up.host_header.clone());
     }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let upstream_req = axum::http::Request::from_parts(parts, Body::new(metered));
     let started = Instant::now();
-    let answer = tokio::time::timeout(up.request_timeout, up.client.request(upstream_req)).await;
+    let answer = tokio::time::timeout(up.request_timeout, up.pool.send(upstream_req)).await;
     gw.app
         .metrics
         .gateway_upstream_duration
@@ -199,4 +174,32 @@ pub(super) async fn send(
             Ok(Response::from_parts(parts, Body::new(body)))
         }
     }
+}
+
+/// The upstream's request target (origin-form) of a request for `client` (routed as
+/// `forwarded`, when that differs from its path): the upstream's base path, then the path and
+/// the query unchanged. Without a base path or a canonicalised path, the client's path and query
+/// are reused as they are (shared, not copied).
+fn upstream_uri(up: &Upstream, forwarded: Option<&str>, client: &Uri) -> Option<Uri> {
+    let path_and_query = match (forwarded, up.base_path.is_empty()) {
+        (None, true) => client
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        (forwarded, _) => {
+            let path = forwarded.unwrap_or_else(|| client.path());
+            let query = client.query();
+            let mut s = String::with_capacity(
+                up.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+            );
+            s.push_str(&up.base_path);
+            s.push_str(path);
+            if let Some(q) = query {
+                s.push('?');
+                s.push_str(q);
+            }
+            PathAndQuery::from_maybe_shared(bytes::Bytes::from(s)).ok()?
+        }
+    };
+    Some(Uri::from(path_and_query))
 }

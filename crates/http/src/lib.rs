@@ -5,6 +5,7 @@
 //! - [`error`]: [`error::ApiError`], the one error answer (a status, a stable code, a generic
 //!   message), and the mapping of service failures to it.
 //! - [`credential`]: reading the credential and `X-Tenant-Id` from the headers.
+//! - [`header_value`]: header values formatted on the stack, one allocation each.
 //! - [`client`]: the client's address behind trusted proxies, and the listener's scheme.
 #![forbid(unsafe_code)]
 
@@ -13,5 +14,6 @@ pub mod codes;
 pub mod credential;
 pub mod edge;
 pub mod error;
+pub mod header_value;
 pub mod listen;
 pub mod request_id;

@@ -7,7 +7,7 @@
 //! advertised; a client that keeps to `q` per `w` is never limited, and the `RateLimit` field
 //! tells it what is left right now: `RateLimit: "name";r=42;t=12` with `r` = requests that would
 //! still pass at once and `t` = seconds until the bucket is full again.
-use std::fmt::Write as _;
+use std::fmt::{self, Write};
 
 use crate::{Outcome, Quota};
 
@@ -32,40 +32,54 @@ pub fn valid_policy_name(name: &str) -> bool {
 /// characters an sf-string cannot hold replaced by `_`).
 pub fn policy_header_value(name: &str, quota: &Quota) -> String {
     let mut value = String::with_capacity(name.len() + 24);
-    sf_string(&mut value, name);
     // Writing to a String cannot fail.
-    let _ = write!(value, ";q={};w={}", quota.requests(), quota.per_seconds());
+    let _ = write_policy_header_value(&mut value, name, quota);
     value
+}
+
+/// [`policy_header_value`] written into `out`.
+pub fn write_policy_header_value(out: &mut dyn Write, name: &str, quota: &Quota) -> fmt::Result {
+    sf_string(out, name)?;
+    write!(out, ";q={};w={}", quota.requests(), quota.per_seconds())
 }
 
 /// `"name";r=42;t=12`: the value of the `RateLimit` header after `outcome`.
 pub fn ratelimit_header_value(name: &str, outcome: &Outcome) -> String {
     let mut value = String::with_capacity(name.len() + 24);
-    sf_string(&mut value, name);
-    let _ = write!(
-        value,
+    let _ = write_ratelimit_header_value(&mut value, name, outcome);
+    value
+}
+
+/// [`ratelimit_header_value`] written into `out`.
+pub fn write_ratelimit_header_value(
+    out: &mut dyn Write,
+    name: &str,
+    outcome: &Outcome,
+) -> fmt::Result {
+    sf_string(out, name)?;
+    write!(
+        out,
         ";r={};t={}",
         outcome.remaining,
         outcome.reset_seconds.min(MAX_SF_INTEGER)
-    );
-    value
+    )
 }
 
 /// Appends `text` as an sf-string: quoted, `"` and `\` escaped, and any character outside
 /// visible ASCII and space (which an sf-string cannot hold) replaced by `_`.
-fn sf_string(out: &mut String, text: &str) {
-    out.push('"');
+fn sf_string(out: &mut dyn Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
     for c in text.chars() {
         match c {
             '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
+                out.write_char('\\')?;
+                out.write_char(c)?;
             }
-            ' '..='~' => out.push(c),
-            _ => out.push('_'),
+            ' '..='~' => out.write_char(c)?,
+            _ => out.write_char('_')?,
         }
     }
-    out.push('"');
+    out.write_char('"')
 }
 
 #[cfg(test)]

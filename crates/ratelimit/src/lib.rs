@@ -39,6 +39,7 @@ pub use failures::FailureTracker;
 pub use gcra::{Decision, Limiter, Outcome, decide};
 pub use headers::{
     MAX_POLICY_NAME_LEN, policy_header_value, ratelimit_header_value, valid_policy_name,
+    write_policy_header_value, write_ratelimit_header_value,
 };
 pub use quota::{MAX_BURST, MAX_PER_SECONDS, MAX_REQUESTS, Quota, QuotaError};
 

@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use http::HeaderValue;
 use moka::{Expiry, sync::Cache};
 use portcullis_core::{OffsetDateTime, hash::KeyHash, model::AdminKey, tenant::TenantId};
 use portcullis_store::KeyMatch;
@@ -41,17 +42,51 @@ impl UseMarker {
     }
 }
 
-/// A cached tenant key.
+/// A cached tenant key, with what the request path would otherwise rebuild on every request.
 #[derive(Debug)]
 pub struct CachedKey {
     pub found: KeyMatch,
     pub used: UseMarker,
+    /// The key's id, shared: the rate limiters' entries name it without a copy.
+    pub id: Arc<str>,
+    /// The key's tenant, shared (the tenant limiter's entry).
+    pub tenant: Arc<str>,
+    /// The identity headers a gateway sends upstream for this key.
+    pub identity: IdentityHeaders,
+}
+
+/// The values of the identity headers of a key's proxied requests (`X-Portcullis-Tenant`,
+/// `-Key-Id`, `-Environment`, `-Scopes`), made once when the key enters the cache. Ids,
+/// environments and scopes are visible ASCII by construction; a value that were not would be
+/// left out rather than sent.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub tenant: Option<HeaderValue>,
+    pub key_id: Option<HeaderValue>,
+    pub environment: Option<HeaderValue>,
+    /// The scopes, separated by single spaces.
+    pub scopes: Option<HeaderValue>,
 }
 
 impl CachedKey {
     pub fn new(found: KeyMatch) -> Self {
         let used = UseMarker::new(found.key.last_used_at);
-        Self { found, used }
+        let k = &found.key;
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+        let identity = IdentityHeaders {
+            tenant: value(k.tenant_id.as_str()),
+            key_id: value(&k.id),
+            environment: value(k.environment.as_str()),
+            scopes: value(&scopes.join(" ")),
+        };
+        Self {
+            id: Arc::from(k.id.as_str()),
+            tenant: Arc::from(k.tenant_id.as_str()),
+            identity,
+            used,
+            found,
+        }
     }
 }
 
