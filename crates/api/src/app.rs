@@ -1,6 +1,6 @@
 //! The router and the middleware around it.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
@@ -16,7 +16,7 @@ use crate::{
     tenants, verify,
 };
 
-use crate::routes::*;
+use crate::{metrics::VerifyHandles, routes::*};
 
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
@@ -51,12 +51,14 @@ pub fn router(state: AppState) -> Router {
 pub struct Api {
     state: AppState,
     router: Router,
+    verify: Arc<VerifyHandles>,
 }
 
 impl Api {
     pub fn new(state: AppState) -> Self {
         Self {
             router: router(state.clone()),
+            verify: Arc::new(VerifyHandles::of(&state)),
             state,
         }
     }
@@ -69,10 +71,11 @@ impl portcullis_http::listen::Serve for Api {
         peer: SocketAddr,
     ) -> impl std::future::Future<Output = Response> + Send + use<> {
         let fast = req.method() == axum::http::Method::POST && req.uri().path() == VERIFY;
-        let (state, router) = (self.state.clone(), self.router.clone());
+        let (state, router, handles) =
+            (self.state.clone(), self.router.clone(), self.verify.clone());
         request_id::around(req, move |mut req| async move {
             if fast {
-                return verify::direct(state, req, peer).await;
+                return verify::direct(state, &handles, req, peer).await;
             }
             req.extensions_mut().insert(ConnectInfo(peer));
             match router.oneshot(req).await {

@@ -75,6 +75,53 @@ pub fn observe(
     );
 }
 
+/// The series `POST /v1/verify` records on its common path, resolved once ([`crate::app::Api`]):
+/// its latency, its 200 answers and its `VALID` decisions.
+#[derive(Debug, Clone)]
+pub struct VerifyHandles {
+    duration: prometheus_client::metrics::histogram::Histogram,
+    ok: prometheus_client::metrics::counter::Counter,
+    pub valid: prometheus_client::metrics::counter::Counter,
+}
+
+impl VerifyHandles {
+    pub fn of(state: &AppState) -> Self {
+        let m = &state.metrics;
+        let route = crate::routes::VERIFY;
+        Self {
+            duration: m.http_duration.get_or_create(&RouteLabel { route }).clone(),
+            ok: m
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    route,
+                    method: "POST",
+                    status: 200,
+                })
+                .clone(),
+            valid: m
+                .verify_decisions
+                .get_or_create(&CodeLabel { code: "VALID" })
+                .clone(),
+        }
+    }
+
+    /// [`observe`] for a `POST /v1/verify`, through the handles where they apply.
+    pub fn observe(&self, state: &AppState, status: u16, elapsed: std::time::Duration) {
+        if status != 200 {
+            return observe(state, crate::routes::VERIFY, "POST", status, elapsed);
+        }
+        self.duration.observe(elapsed.as_secs_f64());
+        self.ok.inc();
+        tracing::debug!(
+            method = "POST",
+            route = crate::routes::VERIFY,
+            status,
+            latency_us = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
+}
+
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

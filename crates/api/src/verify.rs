@@ -19,6 +19,7 @@ use portcullis_core::{
     scope::{self, Scope},
     tenant::{Environment, TenantId},
 };
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -31,7 +32,7 @@ use crate::{
     auth::Admin,
     cache::CachedKey,
     error::ApiError,
-    metrics,
+    metrics::VerifyHandles,
     record::{self, Facts, RouteName},
     state::AppState,
 };
@@ -131,7 +132,7 @@ pub async fn verify(
     let bytes = crate::body::json_bytes(&parts.headers, body, &state).await?;
     let mut facts = Facts::default();
     let answer = match crate::body::parse(&bytes) {
-        Ok(question) => decide(&state, &admin, question, &mut facts).await,
+        Ok(question) => decide(&state, &admin, question, None, &mut facts).await,
         Err(e) => Err(e),
     };
     if let Some(slot) = &admin.audit {
@@ -143,7 +144,12 @@ pub async fn verify(
 /// `POST /v1/verify` answered straight from the listener, without the router and its
 /// middleware: the same checks, answer, metrics and audit record as any route ([`record::begin`],
 /// [`Admin::authenticate`], [`crate::body::json`], [`metrics::observe`], [`record::finish`]).
-pub async fn direct(state: AppState, req: Request, peer: SocketAddr) -> Response {
+pub async fn direct(
+    state: AppState,
+    handles: &VerifyHandles,
+    req: Request,
+    peer: SocketAddr,
+) -> Response {
     let route = RouteName::Template(crate::routes::VERIFY);
     let begun = match record::begin(&state, &req, Some(route), Some(peer)).await {
         Ok(b) => b,
@@ -155,21 +161,15 @@ pub async fn direct(state: AppState, req: Request, peer: SocketAddr) -> Response
     let answer = async {
         let admin = Admin::authenticate(&state, &parts.headers, &mut facts).await?;
         let bytes = crate::body::json_bytes(&parts.headers, body, &state).await?;
-        decide(&state, &admin, crate::body::parse(&bytes)?, &mut facts).await
+        let question = crate::body::parse(&bytes)?;
+        decide(&state, &admin, question, Some(&handles.valid), &mut facts).await
     }
     .await;
     let resp = match answer {
         Ok(answer) => json_response(&answer),
         Err(e) => e.into_response(),
     };
-    let status = resp.status().as_u16();
-    metrics::observe(
-        &state,
-        crate::routes::VERIFY,
-        "POST",
-        status,
-        started.elapsed(),
-    );
+    handles.observe(&state, resp.status().as_u16(), started.elapsed());
     if let Some(begun) = begun {
         record::finish(&state, begun, facts, &resp);
     }
@@ -206,6 +206,7 @@ async fn decide(
     state: &AppState,
     admin: &Admin,
     req: VerifyRequest<'_>,
+    valid: Option<&Counter>,
     facts: &mut Facts,
 ) -> Result<VerifyResponse, ApiError> {
     admin.require("keys:verify")?;
@@ -250,13 +251,20 @@ async fn decide(
         facts.tenant = tenant;
     }
     note_facts(facts, cached.as_ref(), code);
-    state
-        .metrics
-        .verify_decisions
-        .get_or_create(&CodeLabel {
-            code: code.as_str(),
-        })
-        .inc();
+    match valid {
+        Some(c) if code == DecisionCode::Valid => {
+            c.inc();
+        }
+        _ => {
+            state
+                .metrics
+                .verify_decisions
+                .get_or_create(&CodeLabel {
+                    code: code.as_str(),
+                })
+                .inc();
+        }
+    }
     // A key of another tenant than the one asked about is not attributed to that key.
     let known = cached
         .as_deref()

@@ -26,6 +26,7 @@ mod audit;
 pub use portcullis_service::config::gateway as config;
 pub mod headers;
 mod limits;
+pub mod metrics;
 pub mod path;
 pub mod pool;
 pub mod proxy;
@@ -67,7 +68,7 @@ impl Gateway {
     /// Builds the gateway from its configuration; an invalid one is refused with a message that
     /// names the entry.
     pub fn new(app: AppState, cfg: &GatewayConfig) -> Result<Arc<Self>, GatewayConfigError> {
-        let runtime = Runtime::build(cfg)?;
+        let runtime = Runtime::build(cfg)?.with_metrics(&app.metrics);
         let bf = &cfg.brute_force;
         Ok(Arc::new(Self {
             app,
@@ -107,7 +108,7 @@ impl Gateway {
     /// Checks `cfg` and, if it is valid, serves new requests with it; requests in flight finish
     /// with the old one. An invalid configuration changes nothing.
     pub fn reload(&self, cfg: &GatewayConfig) -> Result<(), GatewayConfigError> {
-        let runtime = Runtime::build(cfg)?;
+        let runtime = Runtime::build(cfg)?.with_metrics(&self.app.metrics);
         let routes = runtime.routes().count();
         self.runtime.store(Arc::new(runtime));
         tracing::info!(routes, "gateway configuration reloaded");

@@ -12,6 +12,7 @@ use axum::{
 use super::{
     Gateway, audit, headers,
     limits::{Shown, limit, ratelimit_headers},
+    metrics,
     path::{self, PathError},
     refusal::{Refusal, refuse, too_many},
     rewrite::{self, RewriteMode},
@@ -22,7 +23,7 @@ use portcullis_http::{credential, error::ApiError};
 use portcullis_service::{
     admission::{self, Needs},
     cache::CachedKey,
-    metrics::{GatewayLabels, RouteName, SharedLabel},
+    metrics::{GatewayLabels, SharedLabel},
 };
 
 /// The route label of requests no route matched.
@@ -54,7 +55,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: std::net::SocketAddr, req: Request) 
     let rt = gw.runtime();
     let m = &gw.app.metrics;
     let mut facts = audit::Facts::default();
-    let (route_name, result) = forward(&gw, &rt, peer.ip(), req, &mut facts).await;
+    let (matched, result) = forward(&gw, &rt, peer.ip(), req, &mut facts).await;
     let (resp, decision, code) = match result {
         Ok(resp) => (resp, "allowed", None),
         Err(r) => {
@@ -62,17 +63,14 @@ pub async fn handle(gw: Arc<Gateway>, peer: std::net::SocketAddr, req: Request) 
             (r.into_response(), d, Some(c))
         }
     };
-    let route = SharedLabel(route_name.unwrap_or_else(|| UNMATCHED.clone()));
-    m.gateway_duration
-        .get_or_create(&RouteName {
-            route: route.clone(),
-        })
-        .observe(start.elapsed().as_secs_f64());
+    let name = matched.map_or(&*UNMATCHED, |r| &r.name);
+    let status = resp.status().as_u16();
+    let handles = matched.and_then(|r| r.handles.as_ref());
+    metrics::observe(m, name, handles, status, decision, start.elapsed());
     if let Some(started) = started {
-        let status = resp.status().as_u16();
         let bytes_out = portcullis_http::edge::response_length(&resp);
         let answer = audit::Answer {
-            route: &route.0,
+            route: name,
             status,
             outcome: decision,
             code,
@@ -80,23 +78,17 @@ pub async fn handle(gw: Arc<Gateway>, peer: std::net::SocketAddr, req: Request) 
         };
         audit::record(&gw, place, started, facts, answer);
     }
-    m.gateway_requests
-        .get_or_create(&GatewayLabels {
-            route,
-            status: resp.status().as_u16(),
-            decision,
-        })
-        .inc();
     resp
 }
 
-async fn forward(
+/// The route the request matched (if any) and its answer.
+async fn forward<'r>(
     gw: &Gateway,
-    rt: &Runtime,
+    rt: &'r Runtime,
     peer: IpAddr,
     req: Request,
     facts: &mut audit::Facts,
-) -> (Option<Arc<str>>, Result<Response, Refusal>) {
+) -> (Option<&'r Route>, Result<Response, Refusal>) {
     let peer_trusted = headers::is_trusted(peer, &rt.trusted_proxies);
     if let Err(r) = rewrite_policy(rt, peer_trusted, req.headers()) {
         return (None, Err(r));
@@ -116,7 +108,7 @@ async fn forward(
         Ok(found) => found,
         Err(r) => return (None, Err(r)),
     };
-    let name = Some(route.name.clone());
+    let name = Some(route);
     if gw.app.audit.enabled() {
         facts.canonical_path = forwarded.as_deref().map(Box::from);
     }

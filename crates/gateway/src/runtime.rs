@@ -11,7 +11,8 @@ use portcullis_core::{
 };
 use portcullis_ratelimit::Quota;
 
-use crate::pool::Pool;
+use crate::{metrics::RouteHandles, pool::Pool};
+use portcullis_service::metrics::Metrics;
 
 use super::rewrite::RewriteMode;
 use super::{
@@ -68,6 +69,8 @@ pub struct Route {
     pub case_insensitive: bool,
     /// Path parameters (`;`) may reach the upstream.
     pub allow_path_parameters: bool,
+    /// The route's metric handles (set by [`Runtime::with_metrics`]).
+    pub handles: Option<RouteHandles>,
 }
 
 impl Route {
@@ -232,6 +235,14 @@ impl Runtime {
 
     pub fn routes(&self) -> impl Iterator<Item = &Route> {
         self.routes.iter()
+    }
+
+    /// The runtime with each route's metric handles resolved in `m`.
+    pub fn with_metrics(mut self, m: &Metrics) -> Self {
+        for r in &mut self.routes {
+            r.handles = Some(RouteHandles::of(m, &r.name));
+        }
+        self
     }
 }
 
@@ -446,6 +457,7 @@ fn route(
         preserve_host: r.preserve_host,
         case_insensitive: r.case_insensitive,
         allow_path_parameters: r.allow_path_parameters,
+        handles: None,
     })
 }
 

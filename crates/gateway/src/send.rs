@@ -125,13 +125,18 @@ pub(super) async fn send(
     let upstream_req = axum::http::Request::from_parts(parts, Body::new(metered));
     let started = Instant::now();
     let answer = tokio::time::timeout(up.request_timeout, up.pool.send(upstream_req)).await;
-    gw.app
-        .metrics
-        .gateway_upstream_duration
-        .get_or_create(&RouteName {
-            route: SharedLabel(route.name.clone()),
-        })
-        .observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    match &route.handles {
+        Some(h) => h.upstream_duration.observe(elapsed),
+        None => gw
+            .app
+            .metrics
+            .gateway_upstream_duration
+            .get_or_create(&RouteName {
+                route: SharedLabel(route.name.clone()),
+            })
+            .observe(elapsed),
+    }
     match answer {
         Err(_) => {
             tracing::warn!(

@@ -47,7 +47,9 @@ where
         if let Some(h) = &header {
             req.headers_mut().insert(HEADER.clone(), h.clone());
         }
-        let guarded = AssertUnwindSafe(async move { handle(req).await }).catch_unwind();
+        // The handler's future lives on the heap: every wrapper around it, and the connection
+        // that keeps the request's future, then moves a pointer, not kilobytes of state.
+        let guarded = AssertUnwindSafe(Box::pin(handle(req))).catch_unwind();
         scope(id, guarded)
             .await
             .unwrap_or_else(crate::edge::panic_response)

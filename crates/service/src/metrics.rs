@@ -77,6 +77,9 @@ pub struct Metrics {
     pub verify_decisions: Family<CodeLabel, Counter>,
     pub auth_failures: Family<CodeLabel, Counter>,
     pub cache_lookups: Family<ResultLabel, Counter>,
+    /// `cache_lookups{result="hit"}` and `{result="miss"}`, resolved once for the hot path.
+    pub cache_hit: Counter,
+    pub cache_miss: Counter,
     pub usage_flush_errors: Counter,
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_duration: Family<RouteName, Histogram>,
@@ -292,6 +295,12 @@ impl Metrics {
             "Open client connections of the gateway listener",
             gateway_open_connections.clone(),
         );
+        let cache_hit = cache_lookups
+            .get_or_create(&ResultLabel { result: "hit" })
+            .clone();
+        let cache_miss = cache_lookups
+            .get_or_create(&ResultLabel { result: "miss" })
+            .clone();
         let listeners = ListenerMetrics::default();
         listeners.register(&mut registry);
         audit.register(&mut registry);
@@ -313,6 +322,8 @@ impl Metrics {
             http_duration,
             verify_decisions,
             auth_failures,
+            cache_hit,
+            cache_miss,
             cache_lookups,
             usage_flush_errors,
         }

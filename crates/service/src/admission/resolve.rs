@@ -11,7 +11,6 @@ use portcullis_store::StoreError;
 
 use crate::{
     cache::{CachedAdmin, CachedKey, Entry},
-    metrics::ResultLabel,
     state::AppState,
 };
 
@@ -39,12 +38,11 @@ pub async fn resolve_hashed(
 
 /// The cache, then the store.
 async fn lookup(state: &AppState, hash: KeyHash, admin: bool) -> Result<Entry, StoreError> {
-    let lookups = &state.metrics.cache_lookups;
     if let Some(entry) = state.cache.get(&hash) {
-        lookups.get_or_create(&ResultLabel { result: "hit" }).inc();
+        state.metrics.cache_hit.inc();
         return Ok(entry);
     }
-    lookups.get_or_create(&ResultLabel { result: "miss" }).inc();
+    state.metrics.cache_miss.inc();
     let epoch = state.cache.epoch();
     let entry = if admin {
         state
