@@ -40,20 +40,40 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// Headers a proxy never passes on (RFC 9110 §7.6.1), and `TE` (its `trailers` is put back).
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+    &TRAILER,
+    &TRANSFER_ENCODING,
+    &UPGRADE,
+    &TE,
+];
+
+/// Whether a request header `name` stays at the gateway (see [`to_upstream`]).
+fn never_forwarded(name: &HeaderName, peer_trusted: bool) -> bool {
+    HOP_BY_HOP.contains(&name)
+        || *name == AUTHORIZATION
+        || *name == X_API_KEY
+        || *name == X_TENANT_ID
+        || name.as_str().starts_with("x-portcullis-")
+        || rewrite::gateway_owned_alias(name.as_str())
+        || !rewrite::allowed(name.as_str(), peer_trusted)
+}
+
+/// Removes hop-by-hop headers (and those `Connection` lists) of an upstream response: looked
+/// up only when the response has any (one pass over its names).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(&n)) {
+        return;
+    }
     for name in connection_listed(headers) {
         headers.remove(&name);
     }
-    for name in [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -82,27 +102,31 @@ pub fn to_upstream(headers: &mut HeaderMap, hop: &Hop<'_>, identity: Option<&Ide
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    remove_hop_by_hop(headers);
-    headers.remove(TE);
+    // Hop-by-hop headers (and those `Connection` lists), credentials (they stay at the gate),
+    // identity headers (they come from the gate only), and the method overrides, URL rewrites
+    // and forwarding headers the peer may not send: found in one pass over the names, each
+    // removed once.
+    if headers.contains_key(CONNECTION) {
+        for name in connection_listed(headers) {
+            headers.remove(&name);
+        }
+    }
+    let peer_trusted = hop.peer_trusted;
+    let mut gone: [Option<HeaderName>; 8] = Default::default();
+    let mut more = Vec::new();
+    let names = headers.keys().filter(|n| never_forwarded(n, peer_trusted));
+    for (found, name) in names.enumerate() {
+        match gone.get_mut(found) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => more.push(name.clone()),
+        }
+    }
+    for name in gone.iter().flatten().chain(&more) {
+        headers.remove(name);
+    }
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
-    // Credentials stay at the gate; identity headers come from the gate only.
-    headers.remove(AUTHORIZATION);
-    headers.remove(&X_API_KEY);
-    headers.remove(&X_TENANT_ID);
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            n.as_str().starts_with("x-portcullis-") || rewrite::gateway_owned_alias(n.as_str())
-        })
-        .cloned()
-        .collect();
-    for n in spoofed {
-        headers.remove(&n);
-    }
-    // Method overrides, URL rewrites, and forwarding headers an untrusted peer sent.
-    rewrite::strip(headers, hop.peer_trusted);
     if let Some(id) = identity {
         for (name, value) in [
             (&X_PORTCULLIS_TENANT, &id.tenant),
@@ -150,16 +174,16 @@ fn append_forwarded(headers: &mut HeaderMap, hop: &Hop<'_>) {
             None => Ok(()),
         }
     });
-    headers.remove(&X_FORWARDED_FOR);
-    headers.remove(FORWARDED);
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    if let Some(v) = fwd {
-        headers.insert(FORWARDED, v);
-    }
+    // Inserting replaces every value the client sent.
+    match xff {
+        Some(v) => headers.insert(X_FORWARDED_FOR.clone(), v),
+        None => headers.remove(&X_FORWARDED_FOR),
+    };
+    match fwd {
+        Some(v) => headers.insert(FORWARDED, v),
+        None => headers.remove(FORWARDED),
+    };
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.remove(&X_FORWARDED_PROTO);
         headers.insert(
             X_FORWARDED_PROTO.clone(),
             HeaderValue::from_static(scheme.as_str()),
@@ -179,7 +203,6 @@ fn joined(out: &mut dyn fmt::Write, values: GetAll<'_, HeaderValue>) -> fmt::Res
 /// Removes hop-by-hop headers of an upstream response.
 pub fn from_upstream(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
-    headers.remove(TE);
 }
 
 #[cfg(test)]

@@ -35,12 +35,16 @@ impl RequestId {
         match self {
             Self::Given(s) => f(s),
             Self::Generated(n) => {
-                let mut buf = [0u8; 40];
-                let mut cursor = std::io::Cursor::new(&mut buf[..]);
-                let written = std::io::Write::write_fmt(&mut cursor, format_args!("{self}"));
-                let len = usize::try_from(cursor.position()).unwrap_or(0);
-                debug_assert!(written.is_ok(), "a generated id fits in 40 bytes ({n})");
-                f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+                // The prefix, then the counter's low 40 bits in 10 lower-case hex digits.
+                let prefix = PREFIX.as_bytes();
+                let mut buf = [0u8; 64];
+                let len = prefix.len().min(buf.len() - 10);
+                buf[..len].copy_from_slice(&prefix[..len]);
+                for (i, slot) in buf[len..len + 10].iter_mut().enumerate() {
+                    let nibble = (n >> (4 * (9 - i))) & 0xf;
+                    *slot = b"0123456789abcdef"[nibble as usize];
+                }
+                f(std::str::from_utf8(&buf[..len + 10]).unwrap_or_default())
             }
         }
     }
@@ -58,7 +62,7 @@ impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Given(s) => f.write_str(s),
-            Self::Generated(n) => write!(f, "{}{n:010x}", *PREFIX),
+            Self::Generated(_) => self.with_str(|s| f.write_str(s)),
         }
     }
 }
@@ -116,6 +120,9 @@ mod tests {
         assert!(text.starts_with("req_"));
         assert!(well_formed(&text));
         assert_eq!(a.with_str(str::to_owned), text);
+        let n = 0x12_3456_789a_u64;
+        let late = RequestId::Generated(n);
+        assert_eq!(late.to_string(), format!("{}{n:010x}", *PREFIX));
         let given = RequestId::Given(Arc::from("abc-1"));
         assert_eq!(given.with_str(str::to_owned), "abc-1");
     }
