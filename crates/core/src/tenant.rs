@@ -1,12 +1,14 @@
 //! Tenants (the vendor's customers, one firm each) and environments.
+use std::{borrow::Cow, sync::Arc};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 
-/// A tenant's id: a slug of 3 to 40 characters of `[a-z0-9-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct TenantId(String);
+/// A tenant's id: a slug of 3 to 40 characters of `[a-z0-9-]`. Shared: a copy is a reference
+/// count, so records, cache entries and answers name the tenant without copying the text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(Arc<str>);
 
 impl TenantId {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
@@ -14,7 +16,7 @@ impl TenantId {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(Arc::from(s)))
         } else {
             Err(ValidationError::InvalidTenantId)
         }
@@ -23,11 +25,22 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's shared text.
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
+}
+
+impl Serialize for TenantId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
 }
 
 impl<'de> Deserialize<'de> for TenantId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        let s = <Cow<'de, str>>::deserialize(d)?;
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }

@@ -82,7 +82,7 @@ impl CachedKey {
         };
         Self {
             id: Arc::from(k.id.as_str()),
-            tenant: Arc::from(k.tenant_id.as_str()),
+            tenant: k.tenant_id.shared().clone(),
             identity,
             used,
             found,
