@@ -5,7 +5,8 @@
 //!   tenant's retention can cut its own chain without touching the others.
 //! - A record is sealed into an [`Entry`]: sequence number (from 1, no gaps), the SHA-256 of the
 //!   previous entry, and its own SHA-256 over chain, sequence, previous hash and the exact bytes
-//!   of the record's JSON body, which is what is stored (never serialised again to be checked).
+//!   of the record's body ([`body`]: a compact binary form; logs written before it hold JSON),
+//!   which is what is stored (never written again to be checked).
 //! - A [`Checkpoint`] signs a chain head (chain, sequence, hash, time) with Ed25519. A
 //!   retention checkpoint marks where a purged chain now starts.
 //! - The signing keys form a chain of their own ([`keys::KeyChain`]): the first (root) key, then
@@ -15,10 +16,10 @@
 //! Storage lives behind [`store::AuditStore`]; the embedded backend is in `portcullis-sqlite`.
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod chain;
 pub mod checkpoint;
 pub mod export;
-pub mod json;
 pub mod keys;
 pub mod record;
 pub mod retention;

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use crate::json;
+use crate::body::{BodyError, DetailWriter, Header};
 
 /// The chain of records that belong to no tenant (operator actions on the whole deployment,
 /// requests whose tenant is unknown). Not a valid tenant slug, so it never collides with one.
@@ -122,11 +122,15 @@ impl Record {
         self
     }
 
-    /// The body: the record as compact JSON, fields in declaration order (absent ones left
-    /// out), `data` keys in the order of serde_json's map. Not canonical, and need not be: the
-    /// hash covers the exact stored bytes, which are never serialised again to be checked.
-    pub fn to_body(&self) -> String {
+    /// The body: the record in the binary form ([`crate::body`]), details in the order of its
+    /// map. The hash covers these exact bytes, which are never written again to be checked.
+    pub fn to_body(&self) -> Vec<u8> {
         Sealable::to_body(self)
+    }
+
+    /// The record a body holds (either form, [`crate::body::read`]).
+    pub fn from_body(body: &[u8]) -> Result<Self, BodyError> {
+        crate::body::read(body)
     }
 }
 
@@ -150,36 +154,34 @@ impl Sealable for Record {
             request_id: self.request_id.as_deref(),
             decision: self.decision,
             reason: self.reason.as_deref(),
-            data: (!self.data.is_empty()).then_some(&self.data),
+            data: &self.data,
         }
         .write(out);
     }
 }
 
 /// What the audit writer seals: a [`Record`], or a producer's own type that writes the same
-/// JSON without building a `Record` first (the gateway's request record: no map, no string per
+/// body without building a `Record` first (the request records: no map, no string per
 /// detail on the request path). Its body must read back as a [`Record`].
 pub trait Sealable: fmt::Debug + Send + Sync + 'static {
     /// The chain it belongs to: its tenant's, or [`SYSTEM_CHAIN`].
     fn chain(&self) -> &str;
     /// When it happened.
     fn time(&self) -> OffsetDateTime;
-    /// Appends the body (compact JSON in the shape of [`Body`]) to `out`.
+    /// Appends the body (the binary form of [`crate::body`], written through [`Body`]) to
+    /// `out`.
     fn write_body(&self, out: &mut Vec<u8>);
 
-    /// The body as text.
-    fn to_body(&self) -> String {
-        let mut out = Vec::with_capacity(512);
+    /// The body.
+    fn to_body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
         self.write_body(&mut out);
-        // serde_json writes UTF-8 only.
-        String::from_utf8(out).unwrap_or_default()
+        out
     }
 }
 
-/// The JSON shape of every body: a [`Record`]'s fields, borrowed, with the details `D` (a
-/// map, or a type of the producer's that writes its own object). Absent fields are left out,
-/// as [`Record`] leaves them out, so every body reads back as a `Record`; a `Record`'s body is
-/// byte for byte what serde_json makes of it (tested).
+/// Every body: a [`Record`]'s fields, borrowed, with the details `D` (a map, or a type of the
+/// producer's that writes its own details).
 #[derive(Debug)]
 pub struct Body<'a, D: Details> {
     pub time: OffsetDateTime,
@@ -191,39 +193,39 @@ pub struct Body<'a, D: Details> {
     pub request_id: Option<&'a str>,
     pub decision: Option<Decision>,
     pub reason: Option<&'a str>,
-    /// `None` for no details (an empty `data` is left out).
-    pub data: Option<D>,
+    pub data: D,
 }
 
-/// The `data` of a body: writes one JSON object (see [`crate::json`]).
+/// The `data` of a body: writes its details, each name once.
 pub trait Details {
-    fn write_json(&self, out: &mut Vec<u8>);
+    fn write(&self, out: &mut DetailWriter<'_>);
 }
 
 impl Details for &Map<String, Value> {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        // Writing to a Vec cannot fail, and a map has nothing serde_json refuses.
-        let _ = serde_json::to_writer(&mut *out, self);
+    fn write(&self, out: &mut DetailWriter<'_>) {
+        for (name, value) in *self {
+            out.value(name, value);
+        }
     }
 }
 
 impl<D: Details> Body<'_, D> {
-    /// Appends the compact JSON to `out`.
+    /// Appends the body to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let mut o = json::Object::begin(out);
-        o.value("time", |out| rfc3339::write(self.time, out))
-            .str("kind", self.kind.as_str())
-            .str("action", self.action)
-            .opt_str("tenant", self.tenant)
-            .opt_str("actor", self.actor)
-            .opt_str("key_id", self.key_id)
-            .opt_str("request_id", self.request_id)
-            .opt_str("decision", self.decision.map(Decision::as_str))
-            .opt_str("reason", self.reason);
-        if let Some(data) = &self.data {
-            o.value("data", |out| data.write_json(out));
+        let mut details = Header {
+            time: self.time,
+            kind: self.kind,
+            action: self.action,
+            tenant: self.tenant,
+            actor: self.actor,
+            key_id: self.key_id,
+            request_id: self.request_id,
+            decision: self.decision,
+            reason: self.reason,
         }
-        o.end();
+        .write(out);
+        self.data.write(&mut details);
+        details.end();
     }
 }
 
@@ -283,21 +285,6 @@ pub mod rfc3339 {
         }
         put(b'Z');
         n
-    }
-
-    /// Appends `t` as a JSON string. A time outside RFC 3339's years (never one of a clock)
-    /// has no such text (`time`'s formatter refuses it too): `null` is written, and the body
-    /// does not read back as a record.
-    pub fn write(t: OffsetDateTime, out: &mut Vec<u8>) {
-        let mut buf = [0u8; MAX];
-        let n = format_into(t, &mut buf);
-        if n > 0 {
-            out.push(b'"');
-            out.extend_from_slice(&buf[..n]);
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(b"null");
-        }
     }
 
     pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -403,8 +390,9 @@ pub struct Entry {
     /// The record's time, Unix microseconds (stores index their ranges by it; the verifier
     /// checks it against the body).
     pub time_micros: i64,
-    /// The record's JSON ([`Sealable::write_body`]): the bytes the hash covers.
-    pub body: String,
+    /// The record's body ([`Sealable::write_body`], or the JSON of an earlier log): the bytes
+    /// the hash covers.
+    pub body: Vec<u8>,
 }
 
 impl Entry {
@@ -422,12 +410,12 @@ impl Entry {
     }
 
     /// The record in the body.
-    pub fn record(&self) -> Result<Record, serde_json::Error> {
-        serde_json::from_str(&self.body)
+    pub fn record(&self) -> Result<Record, BodyError> {
+        Record::from_body(&self.body)
     }
 
     /// The query columns of the record in the body.
-    pub fn columns(&self) -> Result<Columns, serde_json::Error> {
+    pub fn columns(&self) -> Result<Columns, BodyError> {
         Ok(Columns::of(&self.record()?))
     }
 
@@ -438,14 +426,14 @@ impl Entry {
 }
 
 /// SHA-256 over a domain tag, the chain, the sequence number, the previous hash and the body.
-pub fn entry_hash(chain: &str, seq: u64, prev: &Digest, body: &str) -> Digest {
+pub fn entry_hash(chain: &str, seq: u64, prev: &Digest, body: &[u8]) -> Digest {
     let mut h = Sha256::new();
     h.update(b"portcullis.audit.entry.v1\n");
     h.update(chain.as_bytes());
     h.update(b"\n");
     h.update(seq.to_be_bytes());
     h.update(prev.0);
-    h.update(body.as_bytes());
+    h.update(body);
     Digest(h.finalize().into())
 }
 
@@ -466,27 +454,19 @@ mod tests {
     }
 
     #[test]
-    fn body_is_compact_json_in_field_order_and_round_trips() {
+    fn body_is_binary_and_round_trips() {
         let mut r = record();
         r.tenant = Some("acme".to_owned());
         r.decision = Some(Decision::Allow);
         let body = r.to_body();
-        // `data` keys come in the order of serde_json's map (sorted, or insertion order with
-        // its `preserve_order` feature): compare them as a value.
-        let (head, data) = body.split_at(body.find(r#""data":"#).unwrap());
-        assert_eq!(
-            head,
-            r#"{"time":"2026-01-02T03:04:05.123456Z","kind":"request","action":"request","tenant":"acme","decision":"allow","#
-        );
-        let data: Value = serde_json::from_str(&data[7..data.len() - 1]).unwrap();
-        assert_eq!(
-            data,
-            serde_json::json!({"status": 200, "method": "GET", "bytes_in": 0})
-        );
-        assert!(!body.contains(' '));
-        let back: Record = serde_json::from_str(&body).unwrap();
+        assert_eq!(body[0], crate::body::BINARY);
+        assert!(body.len() < serde_json::to_string(&r).unwrap().len() / 2);
+        let back = Record::from_body(&body).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.to_body(), body);
+        // The JSON of an earlier log reads back as the same record.
+        let json = serde_json::to_vec(&r).unwrap();
+        assert_eq!(Record::from_body(&json).unwrap(), r);
     }
 
     #[test]
@@ -497,8 +477,12 @@ mod tests {
         assert_ne!(e.hash, entry_hash("acme2", 1, &Digest::ZERO, &e.body));
         assert_ne!(e.hash, entry_hash("acme", 2, &Digest::ZERO, &e.body));
         assert_ne!(e.hash, entry_hash("acme", 1, &Digest([1; 32]), &e.body));
-        let edited = e.body.replace("200", "201");
+        let edited = record().with("status", 201).to_body();
         assert_ne!(e.hash, entry_hash("acme", 1, &Digest::ZERO, &edited));
+        assert_eq!(
+            e.hash,
+            entry_hash("acme", 1, &Digest::ZERO, &record().to_body())
+        );
     }
 
     #[test]
@@ -561,49 +545,14 @@ mod tests {
             request_id: None,
             decision: None,
             reason: Some("rate_limited"),
-            data: Some(&r.data),
+            data: &r.data,
         }
         .write(&mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), r.to_body());
+        assert_eq!(out, r.to_body());
         let e = Entry::seal("acme", 1, Digest::ZERO, &r);
         assert_eq!(e.time_micros, micros(r.time));
         assert_eq!(e.record().unwrap(), r);
         assert_eq!(e.columns().unwrap(), Columns::of(&r));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn a_body_is_what_serde_json_makes_of_the_record(
-            strings in proptest::collection::vec(proptest::option::of(".*"), 6),
-            micros in 0i64..253_402_300_799_000_000,
-            kind in 0usize..4,
-            decision in proptest::option::of(proptest::bool::ANY),
-            details in proptest::collection::btree_map(".*", ".*", 0..4),
-        ) {
-            let kind = [Kind::Request, Kind::Auth, Kind::Change, Kind::Maintenance][kind];
-            let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-                .unwrap();
-            let mut r = Record::new(time, kind, strings[0].clone().unwrap_or_default());
-            r.tenant = strings[1].clone();
-            r.actor = strings[2].clone();
-            r.key_id = strings[3].clone();
-            r.request_id = strings[4].clone();
-            r.reason = strings[5].clone();
-            r.decision = decision.map(|d| if d { Decision::Allow } else { Decision::Deny });
-            for (k, v) in details {
-                r.data.insert(k, v.into());
-            }
-            let body = r.to_body();
-            proptest::prop_assert_eq!(&body, &serde_json::to_string(&r).unwrap());
-            proptest::prop_assert_eq!(serde_json::from_str::<Record>(&body).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn a_time_without_rfc3339_text_is_written_as_null() {
-        let mut out = Vec::new();
-        rfc3339::write(datetime!(-0001-01-01 00:00:00 UTC), &mut out);
-        assert_eq!(out, b"null");
     }
 
     #[test]

@@ -345,6 +345,13 @@ mod tests {
         v.finish()
     }
 
+    /// The entry's body with its detail `i` changed.
+    fn with_i(e: &Entry, i: u64) -> Vec<u8> {
+        let mut r = e.record().unwrap();
+        r.data.insert("i".into(), i.into());
+        r.to_body()
+    }
+
     #[test]
     fn intact_chain_verifies() {
         let (s, e, c) = log(10);
@@ -356,7 +363,7 @@ mod tests {
     fn each_kind_of_tampering_is_named() {
         let (s, e, c) = log(10);
         let mut edited = e.clone();
-        edited[4].body = edited[4].body.replace("\"i\":4", "\"i\":5");
+        edited[4].body = with_i(&edited[4], 5);
         assert_eq!(
             run(&s, &edited, &c).unwrap_err().problem,
             Problem::HashMismatch
@@ -399,7 +406,7 @@ mod tests {
 
         // A rewritten entry with a fresh hash breaks the next link…
         let mut rehashed = e.clone();
-        rehashed[2].body = rehashed[2].body.replace("\"i\":2", "\"i\":9");
+        rehashed[2].body = with_i(&rehashed[2], 9);
         rehashed[2].hash = rehashed[2].expected_hash();
         let b = run(&s, &rehashed, &c).unwrap_err();
         assert_eq!((b.seq, b.problem), (4, Problem::BrokenLink));

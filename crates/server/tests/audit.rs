@@ -284,7 +284,8 @@ async fn gateway_requests_and_uploads_are_recorded() {
     assert_eq!(ok.data["bytes_in"], body.len());
     let pseudonym = ok.data["client_ip"].as_str().expect("client ip");
     assert!(pseudonym.starts_with("ip_"), "{pseudonym}");
-    assert!(!ok.to_body().contains("127.0.0.1"), "pseudonymised");
+    let text = serde_json::to_string(ok).expect("json");
+    assert!(!text.contains("127.0.0.1"), "pseudonymised: {text}");
     let forbidden = requests[1];
     assert_eq!(forbidden.decision, Some(Decision::Deny));
     assert_eq!(forbidden.reason.as_deref(), Some("insufficient_scope"));

@@ -153,8 +153,13 @@ async fn a_broken_range_is_not_purged() {
         let mut edited = portcullis_sqlite::audit::unpack_block(&data)
             .unwrap()
             .into_owned();
-        let at = edited.windows(3).position(|w| w == b"403").unwrap();
-        edited[at..at + 3].copy_from_slice(b"200");
+        // In the binary body: the unsigned tag, the name `status` (index 3 of the table), then
+        // 403 and 200 as LEB128.
+        let at = edited
+            .windows(4)
+            .position(|w| w == [3, 0x83, 0x93, 0x03])
+            .unwrap();
+        edited[at + 2..at + 4].copy_from_slice(&[0xC8, 0x01]);
         let edited = portcullis_sqlite::audit::pack_block(&edited).unwrap();
         sqlx::query("UPDATE audit_blocks SET data = ? WHERE chain = 'acme' AND first_seq = 4")
             .bind(edited)
@@ -247,4 +252,72 @@ async fn used_bytes_grow_with_appends_and_shrink_with_a_purge() {
     // The freed pages stay in the file for reuse, but are no longer counted.
     let purged = store.used_bytes().await.unwrap().expect("measured");
     assert!(purged < full / 2, "{full} -> {purged}");
+}
+
+/// A log written before records were binary keeps its JSON bodies: the same store, once
+/// upgraded, appends binary records after them, and the chain verifies across the change,
+/// reads back and exports.
+#[tokio::test]
+async fn a_log_of_json_bodies_continues_with_binary_ones_and_verifies_across_both() {
+    use portcullis_audit::{Digest, Entry, Head, record::entry_hash};
+    let store = SqliteAuditStore::open_in_memory().await.unwrap();
+    let record = |i: i64| {
+        let mut r = Record::new(T0 + Duration::minutes(i), Kind::Request, "request")
+            .with("i", i)
+            .with("client_ip", "203.0.113.7");
+        r.tenant = Some("acme".into());
+        r.decision = Some(Decision::Allow);
+        r
+    };
+    // Entries 1..=5 as the earlier writer sealed them: the record's JSON is the body.
+    let mut prev = Digest::ZERO;
+    let mut old = Vec::new();
+    for seq in 1..=5u64 {
+        let r = record(i64::try_from(seq).unwrap());
+        let body = serde_json::to_vec(&r).unwrap();
+        let hash = entry_hash("acme", seq, &prev, &body);
+        old.push(Entry {
+            chain: "acme".into(),
+            seq,
+            prev_hash: prev,
+            hash,
+            time_micros: micros(r.time),
+            body,
+        });
+        prev = hash;
+    }
+    store.append(&old, &[]).await.unwrap();
+    // Then the binary writer continues the chain from the stored head.
+    let mut chainer = Chainer::new([("acme".to_owned(), Head { seq: 5, hash: prev })]);
+    let new: Vec<_> = (6..=10).map(|i| chainer.seal(&record(i))).collect();
+    assert!(
+        new.iter()
+            .all(|e| e.body[0] == portcullis_audit::body::BINARY)
+    );
+    let cp = signer().sign(CheckpointKind::Periodic, "acme", 10, new[4].hash, T0);
+    store.append(&new, &[cp]).await.unwrap();
+
+    let key = signer().verifying_key();
+    let reports = verify_store(&store, &key, None, None, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((reports[0].entries, reports[0].checkpoints), (10, 1));
+    let stored = store.entries("acme", 0, None, 100).await.unwrap();
+    for (i, e) in stored.iter().enumerate() {
+        assert_eq!(e.record().unwrap(), record(i64::try_from(i).unwrap() + 1));
+    }
+    let mut out = Vec::new();
+    let n = export(
+        &store,
+        "acme",
+        &AuditFilter::default(),
+        Format::Ndjson,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 10);
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches(r#""client_ip":"203.0.113.7""#).count(), 10);
 }

@@ -103,7 +103,7 @@ impl From<&Entry> for Stored {
             seq: e.seq,
             prev: e.prev_hash.0,
             hash: e.hash.0,
-            body: e.body.clone().into_bytes(),
+            body: e.body.clone(),
         }
     }
 }
@@ -289,8 +289,10 @@ async fn each_tampering_is_named_at_its_first_broken_point() {
         (
             "edited_body",
             vec![block("acme", 11, |b| {
-                let body = String::from_utf8(b[pos(11, 17)].body.clone()).unwrap();
-                b[pos(11, 17)].body = body.replace(r#""status":200"#, r#""status":201"#).into();
+                let mut r = Record::from_body(&b[pos(11, 17)].body).unwrap();
+                assert_eq!(r.data["status"], 200);
+                r.data.insert("status".into(), 201.into());
+                b[pos(11, 17)].body = r.to_body();
             })],
             at("acme", 17, Problem::HashMismatch),
         ),
@@ -424,7 +426,7 @@ async fn each_tampering_is_named_at_its_first_broken_point() {
             vec![block("beta", 1, move |b| {
                 let mut e = beta9;
                 e.body = b"not a record".to_vec();
-                e.hash = entry_hash("beta", 9, &Digest(e.prev), "not a record").0;
+                e.hash = entry_hash("beta", 9, &Digest(e.prev), b"not a record").0;
                 b[pos(1, 9)] = e;
             })],
             at("beta", 9, Problem::UnreadableBody),
