@@ -144,7 +144,15 @@ impl Admin {
     /// Requires access to `tenant`: a tenant-bound key sees other tenants as not existing, and a
     /// request naming a tenant in `X-Tenant-Id` may not act on another one.
     pub fn tenant(&self, tenant: &str) -> Result<TenantId, ApiError> {
-        let t = TenantId::parse(tenant).map_err(|_| ApiError::not_found())?;
+        // The tenant named is most often the key's own or the header's: share its text.
+        let held = [self.key.tenant_id.as_ref(), self.tenant_header.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|held| held.as_str() == tenant);
+        let t = match held {
+            Some(held) => held.clone(),
+            None => TenantId::parse(tenant).map_err(|_| ApiError::not_found())?,
+        };
         if !self.key.can_access(&t) {
             return Err(ApiError::not_found());
         }

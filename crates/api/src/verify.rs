@@ -44,13 +44,25 @@ pub struct VerifyRequest<'a> {
     /// Held in a redacting, zeroizing type like every secret.
     pub key: SecretString,
     #[serde(default, borrow)]
-    pub tenant: Option<Cow<'a, str>>,
+    pub tenant: Option<Text<'a>>,
     #[serde(default)]
     pub environment: Option<Environment>,
     #[serde(default, borrow)]
-    pub scopes: Vec<Cow<'a, str>>,
+    pub scopes: Vec<Text<'a>>,
     #[serde(default, borrow)]
-    pub ip: Option<Cow<'a, str>>,
+    pub ip: Option<Text<'a>>,
+}
+
+/// A string of the question, borrowed from the body where it holds no escapes. serde borrows a
+/// `Cow<str>` only as a field of its own, not inside an `Option` or a `Vec`: hence the newtype.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The answer: the decision code and, for a key the caller may learn about, the key's facts,
@@ -211,7 +223,7 @@ async fn decide(
 ) -> Result<VerifyResponse, ApiError> {
     admin.require("keys:verify")?;
     let tenant = match (&req.tenant, &admin.tenant_header, &admin.key.tenant_id) {
-        (Some(t), _, _) => Some(admin.tenant(t)?),
+        (Some(t), _, _) => Some(admin.tenant(t.as_ref())?),
         // X-Tenant-Id, or the key's own tenant: a tenant-bound admin key only ever verifies keys
         // of its tenant.
         (None, Some(h), _) => Some(h.clone()),
@@ -221,8 +233,8 @@ async fn decide(
     let required = scope::parse_scopes(&req.scopes)?;
     let ip = req
         .ip
-        .as_deref()
-        .map(|s| s.trim().parse::<IpAddr>())
+        .as_ref()
+        .map(|s| s.as_ref().trim().parse::<IpAddr>())
         .transpose()
         .map_err(|_| ApiError::bad_request("invalid_ip", "ip is not an IPv4 or IPv6 address"))?;
     let now = state.clock.now();
@@ -322,5 +334,24 @@ fn answer(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_question_borrows_plain_text_and_unescapes_the_rest() {
+        let body =
+            br#"{"key":"sk","tenant":"acme","scopes":["a:read","b\u003aread"],"ip":"192.0.2.1"}"#;
+        let req: VerifyRequest<'_> = serde_json::from_slice(body).expect("question");
+        let borrowed = |t: &Text<'_>| matches!(t.0, Cow::Borrowed(_));
+        assert!(req.tenant.as_ref().is_some_and(borrowed));
+        assert!(req.ip.as_ref().is_some_and(borrowed));
+        assert!(borrowed(&req.scopes[0]));
+        assert!(!borrowed(&req.scopes[1]));
+        assert_eq!(req.scopes[1].as_ref(), "b:read");
+        assert_eq!(req.tenant.map(|t| t.0), Some(Cow::Borrowed("acme")));
     }
 }
