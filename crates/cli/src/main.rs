@@ -246,7 +246,7 @@ async fn serve_command(
     let addr = listener
         .local_addr()
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "portcullis listening");
+    tracing::info!(%addr, tls = config.tls.is_some(), data_dir = %config.data_dir.display(), "portcullis listening");
     let store: Arc<dyn Store> = dir.store;
     let events = open_events(&config).await?;
     let state = AppState::with_audit(&config, store, dir.pepper, clock, audit).with_events(events);
@@ -262,15 +262,29 @@ async fn serve_command(
                 .local_addr()
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             let routes = gateway.runtime().routes().count();
-            tracing::info!(addr = %local, routes, "portcullis gateway listening");
+            tracing::info!(addr = %local, routes, tls = config.gateway.tls.is_some(), "portcullis gateway listening");
             Some(serve::GatewayServe {
                 listener,
                 gateway,
                 config_file,
+                tls: load_tls(config.gateway.tls.as_ref())?,
             })
         }
     };
-    serve::serve_all(listener, state, gateway, serve::shutdown_signal())
+    let api = serve::ApiServe {
+        listener,
+        tls: load_tls(config.tls.as_ref())?,
+    };
+    serve::serve_all(api, state, gateway, serve::shutdown_signal())
         .await
         .map_err(|e| Failure::Usage(format!("server error: {e}")))
+}
+
+/// A listener's TLS from its configuration section; a file that does not load stops the start.
+fn load_tls(
+    cfg: Option<&portcullis_server::config::TlsConfig>,
+) -> Result<Option<Arc<portcullis_server::tls::TlsServer>>, Failure> {
+    cfg.map(|c| portcullis_server::tls::TlsServer::load(c.clone()).map(Arc::new))
+        .transpose()
+        .map_err(|e| Failure::Usage(e.to_string()))
 }

@@ -54,7 +54,7 @@ pub struct Gateway {
     pub connections: portcullis_http::listen::ConnectionLimits,
     upload_sink: std::sync::RwLock<upload::UploadSink>,
     /// The scheme of the gateway listener: `X-Forwarded-Proto` and `Forwarded: proto=` for
-    /// clients that are not trusted proxies. Plaintext HTTP until the listener terminates TLS.
+    /// clients that are not trusted proxies: `https` when the listener has TLS.
     pub scheme: headers::Scheme,
 }
 
@@ -83,7 +83,11 @@ impl Gateway {
             ),
             connections: cfg.connections.clone(),
             upload_sink: std::sync::RwLock::new(upload::log_sink()),
-            scheme: headers::Scheme::Http,
+            scheme: if cfg.tls.is_some() {
+                headers::Scheme::Https
+            } else {
+                headers::Scheme::Http
+            },
         }))
     }
 

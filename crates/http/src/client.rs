@@ -11,7 +11,7 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 /// unless a trusted proxy said otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Scheme {
-    /// Plaintext HTTP (the gateway listener today).
+    /// Plaintext HTTP.
     #[default]
     Http,
     /// HTTP over TLS.

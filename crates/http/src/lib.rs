@@ -17,3 +17,4 @@ pub mod error;
 pub mod header_value;
 pub mod listen;
 pub mod request_id;
+pub mod tls;

@@ -12,6 +12,6 @@ pub use portcullis_api::{
     tenants, verify,
 };
 pub use portcullis_gateway as gateway;
-pub use portcullis_http::{error, listen, request_id};
+pub use portcullis_http::{error, listen, request_id, tls};
 pub use portcullis_service::{Config, cache, changes, config, ops, state, usage};
 pub use state::AppState;

@@ -10,16 +10,28 @@ use crate::{
     gateway::{self, Gateway},
     listen::{self, Listen},
     state::AppState,
+    tls::TlsServer,
 };
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains connections and writes
-/// pending last-used times.
+/// Serves `state` on `listener` (plaintext HTTP) until `shutdown` resolves, then drains
+/// connections and writes pending last-used times.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_all(listener, state, None, shutdown).await
+    let api = ApiServe {
+        listener,
+        tls: None,
+    };
+    serve_all(api, state, None, shutdown).await
+}
+
+/// The admin / verify API's listener and its TLS (plaintext HTTP when absent).
+#[derive(Debug)]
+pub struct ApiServe {
+    pub listener: TcpListener,
+    pub tls: Option<Arc<TlsServer>>,
 }
 
 /// The gateway part of a server: its listener, its state, and the configuration file it
@@ -29,12 +41,14 @@ pub struct GatewayServe {
     pub listener: TcpListener,
     pub gateway: Arc<Gateway>,
     pub config_file: Option<PathBuf>,
+    /// TLS of the gateway listener (plaintext HTTP when absent).
+    pub tls: Option<Arc<TlsServer>>,
 }
 
 /// Serves the admin / verify API on `listener` and, when given, the gateway on its own listener,
 /// until `shutdown` resolves; then drains both and writes pending last-used times.
 pub async fn serve_all(
-    listener: TcpListener,
+    api: ApiServe,
     state: AppState,
     gateway: Option<GatewayServe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -58,6 +72,7 @@ pub async fn serve_all(
         tasks.push(g.gateway.spawn_evictor(Duration::from_secs(10)));
         #[cfg(unix)]
         tasks.push(spawn_reloader(g.gateway.clone(), g.config_file.clone()));
+        tasks.extend(g.tls.as_ref().map(|t| t.spawn_watcher("gateway")));
         let listen = Listen {
             name: "gateway",
             listener: g.listener,
@@ -65,12 +80,15 @@ pub async fn serve_all(
             serve: gateway::Edge(g.gateway),
             metrics: state.metrics.listeners.clone(),
             extra_gauge: Some(state.metrics.gateway_open_connections.clone()),
+            tls: g.tls,
         };
         tokio::spawn(listen::serve(listen, stopped(stop_rx.clone())))
     });
+    tasks.extend(api.tls.as_ref().map(|t| t.spawn_watcher("api")));
     let api = Listen {
         name: "api",
-        listener,
+        listener: api.listener,
+        tls: api.tls,
         limits: state.connections.clone(),
         serve: app::Api::new(state.clone()),
         metrics: state.metrics.listeners.clone(),

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 pub mod events;
 pub mod gateway;
 pub mod listen;
+pub mod tls;
 pub mod webhooks;
 
 pub use gateway::GatewayConfig;
+pub use tls::TlsConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,8 +32,10 @@ pub struct Config {
     pub pepper_file: Option<PathBuf>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// TLS on the admin / verify API listener (see `docs/tls.md`). Absent: plaintext HTTP.
+    pub tls: Option<tls::TlsConfig>,
     /// Serve plaintext HTTP on a non-loopback address. Off: plaintext is only served on loopback
-    /// (put a TLS-terminating proxy in front, or keep portcullis on 127.0.0.1).
+    /// (configure `tls`, put a TLS-terminating proxy in front, or keep portcullis on 127.0.0.1).
     pub danger_allow_plaintext_listen: bool,
     /// Peers of the admin / verify API listener whose `X-Forwarded-For` is believed (CIDRs or
     /// addresses) for the client address of audit records. Empty: the socket peer, always. The
@@ -256,6 +260,7 @@ impl Default for Config {
             pepper: None,
             pepper_file: None,
             max_body_bytes: limits::DEFAULT_MAX_BODY_BYTES,
+            tls: None,
             danger_allow_plaintext_listen: false,
             trusted_proxies: Vec::new(),
             connections: listen::ConnectionLimits::default(),
@@ -361,18 +366,28 @@ impl Config {
                 ));
             }
         }
-        if !self.listen.ip().is_loopback() && !self.danger_allow_plaintext_listen {
+        if !self.listen.ip().is_loopback()
+            && self.tls.is_none()
+            && !self.danger_allow_plaintext_listen
+        {
             return Err(ConfigError::Invalid(
-                "refusing to serve plaintext HTTP on a non-loopback address; listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
+                "refusing to serve plaintext HTTP on a non-loopback address; configure [tls], listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
             ));
         }
         if let Some(g) = self.gateway.listen
             && !g.ip().is_loopback()
+            && self.gateway.tls.is_none()
             && !self.danger_allow_plaintext_listen
         {
             return Err(ConfigError::Invalid(
-                "refusing to serve the gateway as plaintext HTTP on a non-loopback address; listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
+                "refusing to serve the gateway as plaintext HTTP on a non-loopback address; configure [gateway.tls], listen on 127.0.0.1 behind a TLS proxy, or set danger_allow_plaintext_listen = true",
             ));
+        }
+        if let Some(t) = &self.tls {
+            t.validate("tls")?;
+        }
+        if let Some(t) = &self.gateway.tls {
+            t.validate("gateway.tls")?;
         }
         if self.gateway.listen.is_some_and(|g| g == self.listen) {
             return Err(ConfigError::Invalid(

@@ -119,3 +119,38 @@ fn audit_section() {
         assert!(Config::load(Some(&f)).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_listener_with_tls_may_use_a_public_address_and_its_options_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("tls.toml");
+    let text = "listen = \"0.0.0.0:8443\"\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n\
+                [gateway]\nlisten = \"0.0.0.0:443\"\n";
+    std::fs::write(&f, text).expect("write");
+    let err = Config::load(Some(&f)).expect_err("gateway without tls");
+    assert!(err.to_string().contains("[gateway.tls]"), "{err}");
+    let text = format!("{text}[gateway.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n");
+    std::fs::write(&f, &text).expect("write");
+    let c = Config::load(Some(&f)).expect("both listeners with TLS");
+    let tls = c.tls.expect("tls");
+    assert_eq!(tls.hsts_max_age_seconds, 63_072_000);
+    assert_eq!(tls.reload_check_seconds, 10);
+    assert!(c.gateway.tls.is_some());
+    let bad = text.clone().replace(
+        "key_file = \"k.pem\"\n[gateway]",
+        "key_file = \"k.pem\"\nreload_check_seconds = 0\n[gateway]",
+    );
+    std::fs::write(&f, bad).expect("write");
+    let err = Config::load(Some(&f)).expect_err("out of range");
+    assert!(
+        err.to_string().contains("tls.reload_check_seconds"),
+        "{err}"
+    );
+    std::fs::write(
+        &f,
+        text.clone()
+            .replace("[tls]\n", "[tls]\ncert_path = \"x\"\n"),
+    )
+    .expect("write");
+    assert!(Config::load(Some(&f)).is_err(), "unknown keys refused");
+}

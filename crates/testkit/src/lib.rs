@@ -122,11 +122,16 @@ async fn spawn_on(
                 listener,
                 gateway: gw,
                 config_file: None,
+                tls: tls_of(config.gateway.tls.as_ref()),
             })
         }
     };
-    let task = tokio::spawn(serve::serve_all(
+    let api = serve::ApiServe {
         listener,
+        tls: tls_of(config.tls.as_ref()),
+    };
+    let task = tokio::spawn(serve::serve_all(
+        api,
         state.clone(),
         gateway_serve,
         async move {
@@ -307,4 +312,10 @@ impl Drop for TestServer {
             let _ = s.send(());
         }
     }
+}
+
+fn tls_of(
+    cfg: Option<&portcullis_server::config::TlsConfig>,
+) -> Option<Arc<portcullis_server::tls::TlsServer>> {
+    cfg.map(|c| Arc::new(portcullis_server::tls::TlsServer::load(c.clone()).expect("tls files")))
 }

@@ -2,6 +2,9 @@
 //! greedy clients: header-read, idle and body-read timeouts, caps on header count and size, and
 //! caps on open connections in all and per client address (see [`ConnectionLimits`]).
 //!
+//! A listener with [`TlsServer`] completes a TLS handshake (within the header-read timeout)
+//! before HTTP starts, and adds `Strict-Transport-Security` to its answers.
+//!
 //! Each accepted connection runs on its own task under a watchdog that closes it when its
 //! current phase (see [`activity`]) outlives its deadline. Shutdown stops accepting, asks every
 //! connection to finish its request in progress and close, and waits for them.
@@ -13,11 +16,18 @@ use std::{
     convert::Infallible, future::Future, net::SocketAddr, pin::pin, sync::Arc, time::Duration,
 };
 
-use axum::{body::Body, extract::Request, response::Response};
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{HeaderValue, header::STRICT_TRANSPORT_SECURITY},
+    response::Response,
+};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::{net::TcpListener, sync::watch};
+
+use crate::tls::TlsServer;
 
 use self::{
     activity::{Activity, Timeouts, Watched},
@@ -49,6 +59,8 @@ pub struct Listen<S> {
     pub metrics: ListenerMetrics,
     /// A gauge also counting this listener's open connections (kept for existing dashboards).
     pub extra_gauge: Option<Gauge>,
+    /// TLS, or plaintext HTTP when absent.
+    pub tls: Option<Arc<TlsServer>>,
 }
 
 /// Everything a connection task shares with its listener.
@@ -61,6 +73,9 @@ struct Shared<S> {
     metrics: ListenerMetrics,
     open: Gauge,
     extra_gauge: Option<Gauge>,
+    tls: Option<Arc<TlsServer>>,
+    /// `Strict-Transport-Security` of a TLS listener's answers.
+    hsts: Option<HeaderValue>,
 }
 
 fn builder(limits: &ConnectionLimits) -> http1::Builder {
@@ -99,6 +114,11 @@ pub async fn serve<S: Serve>(l: Listen<S>, shutdown: impl Future<Output = ()> + 
         open,
         metrics: l.metrics,
         extra_gauge: l.extra_gauge,
+        hsts: l
+            .tls
+            .as_ref()
+            .and_then(|t| hsts(t.config().hsts_max_age_seconds)),
+        tls: l.tls,
     });
     let gate = LogGate::new(Duration::from_secs(10));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -171,22 +191,72 @@ async fn accept_failed(name: &str, e: &std::io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// Serves one connection under its watchdog.
+/// `Strict-Transport-Security` for this max-age; none for 0.
+fn hsts(max_age: u64) -> Option<HeaderValue> {
+    (max_age > 0).then(|| {
+        HeaderValue::try_from(format!("max-age={max_age}"))
+            .unwrap_or_else(|_| unreachable!("digits are a valid header value"))
+    })
+}
+
+/// Serves one connection: its TLS handshake if the listener has TLS, then HTTP under the
+/// connection's watchdog.
 async fn connection<S: Serve>(
     shared: Arc<Shared<S>>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     slot: Slot,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     shared.open.inc();
     if let Some(g) = &shared.extra_gauge {
         g.inc();
     }
     let activity = Activity::new();
-    let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
-    let service = service(&shared, &activity, peer);
-    let mut conn = pin!(shared.builder.serve_connection(io, service));
+    let watched = Watched::new(stream, activity.clone(), slot);
+    match &shared.tls {
+        None => drive(&shared, watched, &activity, peer, stop).await,
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(watched);
+            match tokio::time::timeout(shared.timeouts.header, handshake).await {
+                Ok(Ok(tls_stream)) => drive(&shared, tls_stream, &activity, peer, stop).await,
+                Ok(Err(e)) => handshake_failed(&shared, "tls_handshake", &e),
+                Err(_) => handshake_failed(&shared, "tls_handshake_timeout", &"timed out"),
+            }
+        }
+    }
+    shared.open.dec();
+    if let Some(g) = &shared.extra_gauge {
+        g.dec();
+    }
+}
+
+/// A TLS handshake that failed or ran past the header-read timeout: counted, logged at debug
+/// (clients with old protocol versions, scanners and wrong certificates are everyday events).
+fn handshake_failed<S>(shared: &Shared<S>, reason: &'static str, e: &dyn std::fmt::Display) {
+    shared
+        .metrics
+        .refused
+        .get_or_create(&ListenerReason {
+            listener: shared.name,
+            reason,
+        })
+        .inc();
+    tracing::debug!(listener = shared.name, reason, error = %e, "connection closed: TLS handshake failed");
+}
+
+/// Serves HTTP on one connection under its watchdog.
+async fn drive<S: Serve, I>(
+    shared: &Arc<Shared<S>>,
+    io: I,
+    activity: &Arc<Activity>,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service(shared, activity, peer);
+    let mut conn = pin!(shared.builder.serve_connection(TokioIo::new(io), service));
     let mut stopping = false;
     loop {
         let deadline = activity.deadline(shared.timeouts);
@@ -224,10 +294,6 @@ async fn connection<S: Serve>(
             }
         }
     }
-    shared.open.dec();
-    if let Some(g) = &shared.extra_gauge {
-        g.dec();
-    }
 }
 
 /// One connection's service: each request gets a request body with the idle-gap timeout and
@@ -246,6 +312,7 @@ fn service<S: Serve>(
     let serve = shared.serve.clone();
     let activity = activity.clone();
     let timeout = shared.body_timeout;
+    let hsts = shared.hsts.clone();
     let body_timeouts = shared
         .metrics
         .body_timeouts
@@ -257,6 +324,13 @@ fn service<S: Serve>(
         let in_flight = activity.begin();
         let req = req.map(|b| Body::new(IdleBody::new(b, timeout, body_timeouts.clone())));
         let answer = serve.serve(req, peer);
-        async move { Ok::<_, Infallible>(answer.await.map(|b| Tracked::new(b, in_flight))) }
+        let hsts = hsts.clone();
+        async move {
+            let mut answer = answer.await;
+            if let Some(v) = hsts {
+                answer.headers_mut().insert(STRICT_TRANSPORT_SECURITY, v);
+            }
+            Ok::<_, Infallible>(answer.map(|b| Tracked::new(b, in_flight)))
+        }
     })
 }

@@ -4,6 +4,7 @@
 pub mod gateway;
 pub mod raw;
 pub mod resolvers;
+pub mod tls;
 pub mod upstream;
 
 /// A log writer that keeps every byte written, for tests that read a run's log lines.

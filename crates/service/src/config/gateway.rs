@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct GatewayConfig {
     /// Address of the proxy listener (separate from the admin / verify API's `listen`).
     pub listen: Option<SocketAddr>,
+    /// TLS on the gateway listener (read at start; the files are re-read on change). Absent:
+    /// plaintext HTTP.
+    pub tls: Option<super::tls::TlsConfig>,
     /// Timeouts and caps of the gateway listener's connections (read at start, not on reload).
     pub connections: super::listen::ConnectionLimits,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses). Empty: the socket peer is
@@ -39,6 +42,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: None,
+            tls: None,
             connections: super::listen::ConnectionLimits::default(),
             trusted_proxies: Vec::new(),
             rewrite_headers: RewriteMode::Strip,
