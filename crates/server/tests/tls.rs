@@ -151,6 +151,10 @@ async fn tls_1_0_and_1_1_are_refused_and_1_2_and_1_3_served_to_openssl_and_curl(
         let (ok, text) = s_client(port, &ca, &[old, "-cipher", "DEFAULT@SECLEVEL=0"])
             .await
             .expect("openssl");
+        if text.contains("unknown option") || text.contains("Unknown option") {
+            eprintln!("SKIPPED ({old}): this openssl cannot offer it at all");
+            continue;
+        }
         assert!(!ok, "{old} must be refused: {text}");
         assert!(
             !text.contains("no protocols available"),
