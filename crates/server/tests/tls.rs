@@ -206,31 +206,21 @@ async fn tls_1_0_and_1_1_are_refused_and_1_2_and_1_3_served_to_openssl_and_curl(
     }
 }
 
+/// A server serving `issued`, and the error of a client trusting `pki`'s CA.
+async fn refused(pki: &Pki, issued: &support::tls::Issued) -> (TestServer, String) {
+    let s = tls_api(pki.config_of("served", issued)).await;
+    let e = Client::trusting(&pki.ca_pem)
+        .get(s.addr, HEALTHZ, &[])
+        .await;
+    (s, e.expect_err("handshake refused by the client"))
+}
+
 #[tokio::test]
 async fn expired_and_mismatched_certificates_fail_the_handshake() {
     let pki = Pki::new("portcullis test CA");
-    let expired = pki.server(&["localhost"], 2015, 2019);
-    let s = tls_api(TlsConfig::new(
-        pki.write("old.pem", &expired.cert_pem),
-        pki.write("old.key", &expired.key_pem),
-    ))
-    .await;
-    let e = Client::trusting(&pki.ca_pem)
-        .get(s.addr, HEALTHZ, &[])
-        .await
-        .expect_err("expired");
+    let (_, e) = refused(&pki, &pki.server(&["localhost"], 2015, 2019)).await;
     assert!(e.to_lowercase().contains("expired"), "{e}");
-
-    let other = pki.server(&["other.example"], 2020, 2100);
-    let s = tls_api(TlsConfig::new(
-        pki.write("other.pem", &other.cert_pem),
-        pki.write("other.key", &other.key_pem),
-    ))
-    .await;
-    let e = Client::trusting(&pki.ca_pem)
-        .get(s.addr, HEALTHZ, &[])
-        .await
-        .expect_err("name");
+    let (s, e) = refused(&pki, &pki.server(&["other.example"], 2020, 2100)).await;
     assert!(e.contains("not valid for name"), "{e}");
 
     let stranger = Pki::new("another CA");

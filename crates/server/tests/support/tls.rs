@@ -77,12 +77,19 @@ impl Pki {
         path
     }
 
-    /// A usual server pair for 127.0.0.1 and localhost, written as `cert.pem` / `key.pem`.
-    pub fn listener_config(&self) -> TlsConfig {
-        let issued = self.server(&["localhost", "127.0.0.1"], 2020, 2100);
+    /// A listener configuration serving `issued`, written as `{name}.pem` / `{name}.key`.
+    pub fn config_of(&self, name: &str, issued: &Issued) -> TlsConfig {
         TlsConfig::new(
-            self.write("cert.pem", &issued.cert_pem),
-            self.write("key.pem", &issued.key_pem),
+            self.write(&format!("{name}.pem"), &issued.cert_pem),
+            self.write(&format!("{name}.key"), &issued.key_pem),
+        )
+    }
+
+    /// A usual server pair for 127.0.0.1 and localhost.
+    pub fn listener_config(&self) -> TlsConfig {
+        self.config_of(
+            "cert",
+            &self.server(&["localhost", "127.0.0.1"], 2020, 2100),
         )
     }
 }
