@@ -10,6 +10,8 @@ mod root_key;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
+use portcullis_server::tls::TlsServer;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis_core::clock::{Clock, SystemClock};
 use portcullis_server::{
@@ -267,24 +269,17 @@ async fn serve_command(
                 listener,
                 gateway,
                 config_file,
-                tls: load_tls(config.gateway.tls.as_ref())?,
+                tls: TlsServer::load_section(config.gateway.tls.as_ref())
+                    .map_err(|e| Failure::Usage(e.to_string()))?,
             })
         }
     };
     let api = serve::ApiServe {
         listener,
-        tls: load_tls(config.tls.as_ref())?,
+        tls: TlsServer::load_section(config.tls.as_ref())
+            .map_err(|e| Failure::Usage(e.to_string()))?,
     };
     serve::serve_all(api, state, gateway, serve::shutdown_signal())
         .await
         .map_err(|e| Failure::Usage(format!("server error: {e}")))
-}
-
-/// A listener's TLS from its configuration section; a file that does not load stops the start.
-fn load_tls(
-    cfg: Option<&portcullis_server::config::TlsConfig>,
-) -> Result<Option<Arc<portcullis_server::tls::TlsServer>>, Failure> {
-    cfg.map(|c| portcullis_server::tls::TlsServer::load(c.clone()).map(Arc::new))
-        .transpose()
-        .map_err(|e| Failure::Usage(e.to_string()))
 }

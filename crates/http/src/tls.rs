@@ -164,6 +164,12 @@ impl TlsServer {
         })
     }
 
+    /// The TLS of a listener whose configuration section is `cfg`: `None` (plaintext) when the
+    /// section is absent.
+    pub fn load_section(cfg: Option<&TlsConfig>) -> Result<Option<Arc<Self>>, TlsError> {
+        cfg.map(|c| Self::load(c.clone()).map(Arc::new)).transpose()
+    }
+
     pub fn config(&self) -> &TlsConfig {
         &self.config
     }

@@ -9,6 +9,7 @@ use portcullis_core::{
     clock::{Clock, ManualClock, SystemClock},
     request::CreateAdminKey,
 };
+use portcullis_server::tls::TlsServer;
 use portcullis_server::{
     AppState, Config,
     audit::{self, AuditLog},
@@ -122,13 +123,14 @@ async fn spawn_on(
                 listener,
                 gateway: gw,
                 config_file: None,
-                tls: tls_of(config.gateway.tls.as_ref()),
+                tls: TlsServer::load_section(config.gateway.tls.as_ref())
+                    .expect("gateway tls files"),
             })
         }
     };
     let api = serve::ApiServe {
         listener,
-        tls: tls_of(config.tls.as_ref()),
+        tls: TlsServer::load_section(config.tls.as_ref()).expect("tls files"),
     };
     let task = tokio::spawn(serve::serve_all(
         api,
@@ -312,10 +314,4 @@ impl Drop for TestServer {
             let _ = s.send(());
         }
     }
-}
-
-fn tls_of(
-    cfg: Option<&portcullis_server::config::TlsConfig>,
-) -> Option<Arc<portcullis_server::tls::TlsServer>> {
-    cfg.map(|c| Arc::new(portcullis_server::tls::TlsServer::load(c.clone()).expect("tls files")))
 }
